@@ -1,0 +1,55 @@
+/**
+ * effect-ice: NAT traversal for Effect applications. STUN (RFC 8489), TURN (RFC 8656) and ICE (RFC 8445)
+ * building blocks; each module is re-exported here as a namespace.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * First-byte demultiplexing of STUN, ChannelData, DTLS, RTP/RTCP and ZRTP on one socket (RFC 7983, RFC 9443).
+ *
+ * @since 0.1.0
+ */
+export * as PacketDemux from "./PacketDemux.js"
+
+/**
+ * STUN and ChannelData framing on stream transports (RFC 8489 §6.2.2, RFC 8656 §12.5) and RFC 4571 framing.
+ *
+ * @since 0.1.0
+ */
+export * as StreamFraming from "./StreamFraming.js"
+
+/**
+ * Typed STUN attributes and their wire codec (RFC 8489 §14, RFC 8656 §18, RFC 5780 §7, RFC 8445 §16.1).
+ *
+ * @since 0.1.0
+ */
+export * as StunAttribute from "./StunAttribute.js"
+
+/**
+ * MESSAGE-INTEGRITY, MESSAGE-INTEGRITY-SHA256, FINGERPRINT and credential keys (RFC 8489 §9, §14).
+ *
+ * @since 0.1.0
+ */
+export * as StunIntegrity from "./StunIntegrity.js"
+
+/**
+ * STUN message encode and decode (RFC 8489 §5, §6).
+ *
+ * @since 0.1.0
+ */
+export * as StunMessage from "./StunMessage.js"
+
+/**
+ * IP addresses, ports and transports: parsing, formatting, byte forms, map keys.
+ *
+ * @since 0.1.0
+ */
+export * as TransportAddress from "./TransportAddress.js"
+
+/**
+ * TURN ChannelData messages (RFC 8656 §12.4).
+ *
+ * @since 0.1.0
+ */
+export * as TurnChannelData from "./TurnChannelData.js"
