@@ -102,10 +102,15 @@ bench(
 bench("sha1 100 B", () => sha1(msg)[0], () => createHash("sha1").update(msg).digest()[0])
 bench("sha256 100 B", () => sha256(msg)[0], () => createHash("sha256").update(msg).digest()[0])
 bench("md5 100 B", () => md5(msg)[0], () => createHash("md5").update(msg).digest()[0])
-bench("hmacSha1Into 1200 B (cached key)", () => {
-  hmacSha1Into(k1, big, 0, big.length, -1, out, 0)
-  return out[0]
-}, () => createHmac("sha1", nodeKey).update(big).digest()[0], iterations / 10)
+bench(
+  "hmacSha1Into 1200 B (cached key)",
+  () => {
+    hmacSha1Into(k1, big, 0, big.length, -1, out, 0)
+    return out[0]
+  },
+  () => createHmac("sha1", nodeKey).update(big).digest()[0],
+  iterations / 10
+)
 
 if (zlibCrc32 !== undefined) {
   bench("crc32 100 B", () => crc32(msg, 0, 100), () => zlibCrc32(msg))

@@ -899,6 +899,9 @@ const writeAddress = (buffer: Uint8Array, o: number, address: SocketAddress, xor
   for (let i = 0; i < n; i++) buffer[o + 4 + i] = xor ? bytes[i]! ^ buffer[4 + i]! : bytes[i]!
 }
 
+const inRange = (v: number, max: number): boolean => Number.isInteger(v) && v >= 0 && v <= max
+const maxTieBreaker = 0xffffffffffffffffn
+
 const writeAlgorithm = (buffer: Uint8Array, o: number, entry: PasswordAlgorithmEntry): number => {
   writeU16(buffer, o, entry.algorithm)
   writeU16(buffer, o + 2, entry.parameters.length)
@@ -914,7 +917,6 @@ const writeAlgorithm = (buffer: Uint8Array, o: number, entry: PasswordAlgorithmE
  * @category encoding
  */
 export const validate = (attribute: StunAttribute): string | undefined => {
-  const inRange = (v: number, max: number) => Number.isInteger(v) && v >= 0 && v <= max
   switch (attribute._tag) {
     case "MappedAddress":
     case "XorMappedAddress":
@@ -978,7 +980,7 @@ export const validate = (attribute: StunAttribute): string | undefined => {
         : "Icmp: out of range"
     case "IceControlled":
     case "IceControlling":
-      return attribute.tieBreaker >= 0n && attribute.tieBreaker < (1n << 64n)
+      return attribute.tieBreaker >= 0n && attribute.tieBreaker <= maxTieBreaker
         ? undefined
         : `${attribute._tag}: tie-breaker out of 64 bits`
     case "PasswordAlgorithm":

@@ -21,6 +21,7 @@
 import { Data, Either, Option } from "effect"
 import { hmacSha1Into } from "./internal/sha1.js"
 import { hmacSha256Into } from "./internal/sha256.js"
+import { allocate } from "./internal/slab.js"
 import type { StunAttribute, Tag, WithTag } from "./StunAttribute.js"
 import {
   AttributeType,
@@ -350,7 +351,7 @@ export const encode = (
     return Either.left(new StunEncodeError({ reason: "TooLarge", detail: `${size} bytes` }))
   }
 
-  const buffer = new Uint8Array(size)
+  const buffer = allocate(size)
   const type = messageType(message.class, method)
   buffer[0] = type >>> 8
   buffer[1] = type
