@@ -44,6 +44,8 @@ export const PacketKind = {
 } as const
 
 /**
+ * One of the values of {@link PacketKind}.
+ *
  * @since 0.1.0
  * @category models
  */

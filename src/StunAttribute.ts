@@ -434,66 +434,166 @@ export type WithTag<T extends Tag> = Extract<StunAttribute, { readonly _tag: T }
 // Constructors
 // ---------------------------------------------------------------------------------------------------------------
 
-/** @since 0.1.0 @category constructors */
+/**
+ * MAPPED-ADDRESS (RFC 8489 §14.1), for RFC 3489 clients.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const mappedAddress = (address: SocketAddress): WithTag<"MappedAddress"> => ({ _tag: "MappedAddress", address })
-/** @since 0.1.0 @category constructors */
+/**
+ * XOR-MAPPED-ADDRESS (RFC 8489 §14.2): the reflexive transport address.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const xorMappedAddress = (address: SocketAddress): WithTag<"XorMappedAddress"> => ({
   _tag: "XorMappedAddress",
   address
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * XOR-PEER-ADDRESS (RFC 8656 §18.3): a peer of a TURN allocation.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const xorPeerAddress = (address: SocketAddress): WithTag<"XorPeerAddress"> => ({
   _tag: "XorPeerAddress",
   address
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * XOR-RELAYED-ADDRESS (RFC 8656 §18.5): the relayed transport address.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const xorRelayedAddress = (address: SocketAddress): WithTag<"XorRelayedAddress"> => ({
   _tag: "XorRelayedAddress",
   address
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * ALTERNATE-SERVER (RFC 8489 §14.15), sent with 300 Try Alternate.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const alternateServer = (address: SocketAddress): WithTag<"AlternateServer"> => ({
   _tag: "AlternateServer",
   address
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * RESPONSE-ORIGIN (RFC 5780 §7.3): where a response was sent from.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const responseOrigin = (address: SocketAddress): WithTag<"ResponseOrigin"> => ({
   _tag: "ResponseOrigin",
   address
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * OTHER-ADDRESS (RFC 5780 §7.4): the server's alternate IP and port.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const otherAddress = (address: SocketAddress): WithTag<"OtherAddress"> => ({ _tag: "OtherAddress", address })
-/** @since 0.1.0 @category constructors */
+/**
+ * USERNAME (RFC 8489 §14.3).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const username = (value: string): WithTag<"Username"> => ({ _tag: "Username", value })
-/** @since 0.1.0 @category constructors */
+/**
+ * REALM (RFC 8489 §14.9).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const realm = (value: string): WithTag<"Realm"> => ({ _tag: "Realm", value })
-/** @since 0.1.0 @category constructors */
+/**
+ * NONCE (RFC 8489 §14.10).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const nonce = (value: string): WithTag<"Nonce"> => ({ _tag: "Nonce", value })
-/** @since 0.1.0 @category constructors */
+/**
+ * SOFTWARE (RFC 8489 §14.14).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const software = (value: string): WithTag<"Software"> => ({ _tag: "Software", value })
-/** @since 0.1.0 @category constructors */
+/**
+ * ALTERNATE-DOMAIN (RFC 8489 §14.16).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const alternateDomain = (value: string): WithTag<"AlternateDomain"> => ({ _tag: "AlternateDomain", value })
-/** @since 0.1.0 @category constructors */
+/**
+ * USERHASH (RFC 8489 §14.4): 32 bytes, see `StunIntegrity.userhash`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const userhash = (value: Uint8Array): WithTag<"Userhash"> => ({ _tag: "Userhash", value })
-/** @since 0.1.0 @category constructors */
+/**
+ * DATA (RFC 8656 §18.4): application data in Send and Data indications.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const data = (value: Uint8Array): WithTag<"Data"> => ({ _tag: "Data", value })
-/** @since 0.1.0 @category constructors */
+/**
+ * RESERVATION-TOKEN (RFC 8656 §18.9): 8 bytes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const reservationToken = (value: Uint8Array): WithTag<"ReservationToken"> => ({
   _tag: "ReservationToken",
   value
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * USE-CANDIDATE (RFC 8445 §7.1.2): the controlling agent nominates the pair.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const useCandidate: WithTag<"UseCandidate"> = { _tag: "UseCandidate" }
-/** @since 0.1.0 @category constructors */
+/**
+ * DONT-FRAGMENT (RFC 8656 §18.8).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const dontFragment: WithTag<"DontFragment"> = { _tag: "DontFragment" }
-/** @since 0.1.0 @category constructors */
+/**
+ * ERROR-CODE (RFC 8489 §14.8): a code 300–699 and its reason phrase.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const errorCode = (code: number, reason: string): ErrorCode => ({ _tag: "ErrorCode", code, reason })
-/** @since 0.1.0 @category constructors */
+/**
+ * UNKNOWN-ATTRIBUTES (RFC 8489 §14.13), sent with 420.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const unknownAttributes = (types: ReadonlyArray<number>): UnknownAttributes => ({
   _tag: "UnknownAttributes",
   types
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * CHANGE-REQUEST (RFC 5780 §7.2): ask the server to answer from its other IP and/or port.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const changeRequest = (
   options: { readonly changeIp: boolean; readonly changePort: boolean }
 ): ChangeRequest => ({
@@ -501,47 +601,117 @@ export const changeRequest = (
   changeIp: options.changeIp,
   changePort: options.changePort
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * RESPONSE-PORT (RFC 5780 §7.5): the port the response should go to.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const responsePort = (port: number): ResponsePort => ({ _tag: "ResponsePort", port })
-/** @since 0.1.0 @category constructors */
+/**
+ * PADDING (RFC 5780 §7.6) of `length` bytes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const padding = (length: number): Padding => ({ _tag: "Padding", length })
-/** @since 0.1.0 @category constructors */
+/**
+ * CHANNEL-NUMBER (RFC 8656 §18.1).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const channelNumber = (channel: number): ChannelNumber => ({ _tag: "ChannelNumber", channel })
-/** @since 0.1.0 @category constructors */
+/**
+ * LIFETIME (RFC 8656 §18.2) in seconds.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const lifetime = (seconds: number): Lifetime => ({ _tag: "Lifetime", seconds })
-/** @since 0.1.0 @category constructors */
+/**
+ * REQUESTED-ADDRESS-FAMILY (RFC 8656 §18.6).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const requestedAddressFamily = (family: Family): WithTag<"RequestedAddressFamily"> => ({
   _tag: "RequestedAddressFamily",
   family
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §18.11), for a dual-stack allocation.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const additionalAddressFamily = (family: Family): WithTag<"AdditionalAddressFamily"> => ({
   _tag: "AdditionalAddressFamily",
   family
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * EVEN-PORT (RFC 8656 §18.7), optionally reserving the next port.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const evenPort = (reserveNext: boolean): EvenPort => ({ _tag: "EvenPort", reserveNext })
-/** REQUESTED-TRANSPORT; the default 17 is UDP, the only value RFC 8656 defines. @since 0.1.0 @category constructors */
+/**
+ * REQUESTED-TRANSPORT (RFC 8656 §18.8); the default 17 is UDP, the only value RFC 8656 defines.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const requestedTransport = (protocol = 17): RequestedTransport => ({ _tag: "RequestedTransport", protocol })
-/** @since 0.1.0 @category constructors */
+/**
+ * ADDRESS-ERROR-CODE (RFC 8656 §18.12).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const addressErrorCode = (family: Family, code: number, reason: string): AddressErrorCode => ({
   _tag: "AddressErrorCode",
   family,
   code,
   reason
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * ICMP (RFC 8656 §18.13).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const icmp = (type: number, code: number, data: number): Icmp => ({ _tag: "Icmp", type, code, data })
-/** @since 0.1.0 @category constructors */
+/**
+ * PRIORITY (RFC 8445 §16.1): the priority a peer-reflexive candidate would have.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const priority = (value: number): Priority => ({ _tag: "Priority", value })
-/** @since 0.1.0 @category constructors */
+/**
+ * ICE-CONTROLLED (RFC 8445 §16.1) with the agent's 64-bit tie-breaker.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const iceControlled = (tieBreaker: bigint): WithTag<"IceControlled"> => ({ _tag: "IceControlled", tieBreaker })
-/** @since 0.1.0 @category constructors */
+/**
+ * ICE-CONTROLLING (RFC 8445 §16.1) with the agent's 64-bit tie-breaker.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const iceControlling = (tieBreaker: bigint): WithTag<"IceControlling"> => ({
   _tag: "IceControlling",
   tieBreaker
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * PASSWORD-ALGORITHM (RFC 8489 §14.12).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const passwordAlgorithm = (
   algorithm: number,
   parameters: Uint8Array = new Uint8Array(0)
@@ -550,12 +720,22 @@ export const passwordAlgorithm = (
   algorithm,
   parameters
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * PASSWORD-ALGORITHMS (RFC 8489 §14.11).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const passwordAlgorithms = (algorithms: ReadonlyArray<PasswordAlgorithmEntry>): PasswordAlgorithms => ({
   _tag: "PasswordAlgorithms",
   algorithms
 })
-/** @since 0.1.0 @category constructors */
+/**
+ * An attribute of any type with a raw value.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const unknown = (type: number, value: Uint8Array): Unknown => ({ _tag: "Unknown", type, value })
 
 // ---------------------------------------------------------------------------------------------------------------
