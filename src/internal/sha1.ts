@@ -555,8 +555,14 @@ export const hmacSha1Key = (key: Uint8Array): HmacSha1Key => {
   return { inner: padState(k, 0x36363636), outer: padState(k, 0x5c5c5c5c) }
 }
 
-/** Computes the HMAC of `data[start, end)` and leaves it in `H`. */
+/**
+ * Computes the HMAC of `data[start, end)` and leaves it in `H`. A range outside `data` is a bug in the caller (a
+ * decoder computes it from lengths it has already checked), so it throws instead of hashing phantom zero bytes.
+ */
 const mac = (key: HmacSha1Key, data: Uint8Array, start: number, end: number, override: number): void => {
+  if (!(start >= 0 && start <= end && end <= data.length)) {
+    throw new RangeError(`HmacSha1: range [${start}, ${end}) outside data of length ${data.length}`)
+  }
   const h = H
   const w = W
   const inner = key.inner
@@ -585,8 +591,9 @@ const mac = (key: HmacSha1Key, data: Uint8Array, start: number, end: number, ove
 
 /**
  * Writes HMAC-SHA1(`key`, `data[start, end)`) as 20 bytes at `out[outOffset]`, allocating nothing. With
- * `lengthOverride >= 0`, the bytes at `data[start + 2]` and `data[start + 3]` are hashed as if they held that
- * big-endian 16-bit value (the adjusted STUN message length of RFC 8489 §14.5); `data` is not modified.
+ * `lengthOverride >= 0`, the bytes at `data[start + 2]` and `data[start + 3]` are hashed as if they held the
+ * big-endian 16-bit value `lengthOverride & 0xffff` (the adjusted STUN message length of RFC 8489 §14.5); `data` is
+ * not modified. Throws a `RangeError` when `[start, end)` is not within `data` or `out` has no room for 20 bytes.
  *
  * @since 0.1.0
  * @category combinators
@@ -600,6 +607,9 @@ export const hmacSha1Into = (
   out: Uint8Array,
   outOffset: number
 ): void => {
+  if (!(outOffset >= 0 && outOffset + 20 <= out.length)) {
+    throw new RangeError(`hmacSha1Into: no room for 20 bytes at offset ${outOffset} of ${out.length}`)
+  }
   mac(key, data, start, end, lengthOverride)
   store(H, out, outOffset)
 }
@@ -607,7 +617,8 @@ export const hmacSha1Into = (
 /**
  * Checks that `expected[expectedOffset, expectedOffset + 20)` is HMAC-SHA1(`key`, `data[start, end)`), with
  * `lengthOverride` as in `hmacSha1Into`. All 20 bytes are compared without an early exit, so the time taken does
- * not depend on where a forged MAC first differs. Allocates nothing. Returns `false` when `expected` is too short.
+ * not depend on where a forged MAC first differs. Allocates nothing. Returns `false` when `expected` is too short;
+ * throws a `RangeError` when `[start, end)` is not within `data`.
  *
  * @since 0.1.0
  * @category guards

@@ -880,8 +880,14 @@ export const hmacSha256Key = (key: Uint8Array): HmacSha256Key => {
   return { inner: padState(k, 0x36363636), outer: padState(k, 0x5c5c5c5c) }
 }
 
-/** Computes the HMAC of `data[start, end)` and leaves it in `H`. */
+/**
+ * Computes the HMAC of `data[start, end)` and leaves it in `H`. A range outside `data` is a bug in the caller (a
+ * decoder computes it from lengths it has already checked), so it throws instead of hashing phantom zero bytes.
+ */
 const mac = (key: HmacSha256Key, data: Uint8Array, start: number, end: number, override: number): void => {
+  if (!(start >= 0 && start <= end && end <= data.length)) {
+    throw new RangeError(`HmacSha256: range [${start}, ${end}) outside data of length ${data.length}`)
+  }
   const h = H
   const w = W
   const inner = key.inner
@@ -924,8 +930,9 @@ const mac = (key: HmacSha256Key, data: Uint8Array, start: number, end: number, o
 
 /**
  * Writes HMAC-SHA256(`key`, `data[start, end)`) as 32 bytes at `out[outOffset]`, allocating nothing. With
- * `lengthOverride >= 0`, the bytes at `data[start + 2]` and `data[start + 3]` are hashed as if they held that
- * big-endian 16-bit value (the adjusted STUN message length of RFC 8489 §14.6); `data` is not modified.
+ * `lengthOverride >= 0`, the bytes at `data[start + 2]` and `data[start + 3]` are hashed as if they held the
+ * big-endian 16-bit value `lengthOverride & 0xffff` (the adjusted STUN message length of RFC 8489 §14.6); `data` is
+ * not modified. Throws a `RangeError` when `[start, end)` is not within `data` or `out` has no room for 32 bytes.
  *
  * @since 0.1.0
  * @category combinators
@@ -939,6 +946,9 @@ export const hmacSha256Into = (
   out: Uint8Array,
   outOffset: number
 ): void => {
+  if (!(outOffset >= 0 && outOffset + 32 <= out.length)) {
+    throw new RangeError(`hmacSha256Into: no room for 32 bytes at offset ${outOffset} of ${out.length}`)
+  }
   mac(key, data, start, end, lengthOverride)
   store(H, out, outOffset)
 }
@@ -948,7 +958,7 @@ export const hmacSha256Into = (
  * of HMAC-SHA256(`key`, `data[start, end)`), with `lengthOverride` as in `hmacSha256Into`. Every one of those
  * bytes is compared without an early exit, so the time taken does not depend on where a forged MAC first differs.
  * Allocates nothing. Returns `false` when `expectedLength` is outside 16..32 (RFC 8489 §14.6) or `expected` is too
- * short.
+ * short; throws a `RangeError` when `[start, end)` is not within `data`.
  *
  * @since 0.1.0
  * @category guards

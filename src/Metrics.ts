@@ -1,0 +1,89 @@
+/**
+ * Every counter and gauge of effect-ice, in one place, as Effect `Metric`s. Applications export them with any
+ * Effect metrics exporter (Prometheus, OpenTelemetry); tests read them with `Metric.value`.
+ *
+ * Per-packet code updates them with `unsafeUpdate` (no Effect per packet, as the hot-path rule says); control-plane
+ * code may use the ordinary combinators. Labels are few and bounded (method, class, reason), never addresses.
+ *
+ * @since 0.1.0
+ */
+import { Metric, MetricLabel } from "effect"
+
+/**
+ * STUN client transactions started, by method (label `method`).
+ *
+ * @since 0.1.0
+ * @category stun
+ */
+export const stunTransactions = Metric.counter("effect_ice_stun_transactions_total", {
+  description: "STUN client transactions started"
+})
+
+/**
+ * STUN requests sent again because no response came within the RTO (RFC 8489 §6.2.1).
+ *
+ * @since 0.1.0
+ * @category stun
+ */
+export const stunRetransmissions = Metric.counter("effect_ice_stun_retransmissions_total", {
+  description: "STUN request retransmissions"
+})
+
+/**
+ * STUN client transactions that ended without a response.
+ *
+ * @since 0.1.0
+ * @category stun
+ */
+export const stunTimeouts = Metric.counter("effect_ice_stun_timeouts_total", {
+  description: "STUN client transactions that timed out"
+})
+
+/**
+ * Datagrams or frames that looked like STUN but did not decode.
+ *
+ * @since 0.1.0
+ * @category stun
+ */
+export const stunDecodeFailures = Metric.counter("effect_ice_stun_decode_failures_total", {
+  description: "STUN messages that failed to decode"
+})
+
+/**
+ * STUN responses dropped by a client, by reason (label `reason`: fingerprint, integrity, unmatched).
+ *
+ * @since 0.1.0
+ * @category stun
+ */
+export const stunResponsesDropped = Metric.counter("effect_ice_stun_responses_dropped_total", {
+  description: "STUN responses a client dropped"
+})
+
+/**
+ * STUN requests a server received, by method and class of the answer (labels `method`, `outcome`).
+ *
+ * @since 0.1.0
+ * @category stun
+ */
+export const stunServerRequests = Metric.counter("effect_ice_stun_server_requests_total", {
+  description: "STUN requests answered or dropped by a server"
+})
+
+/**
+ * A label, for code that tags the counters above.
+ *
+ * @since 0.1.0
+ * @category labels
+ */
+export const label = (key: string, value: string): MetricLabel.MetricLabel => MetricLabel.make(key, value)
+
+/**
+ * Adds one to a counter from plain (non-Effect) code, with labels.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const increment = (
+  counter: Metric.Metric.Counter<number>,
+  labels: ReadonlyArray<MetricLabel.MetricLabel> = []
+): void => counter.unsafeUpdate(1, labels)
