@@ -35,6 +35,7 @@ export type NetworkErrorReason =
   | "MessageTooLarge"
   | "Blocked"
   | "Unsupported"
+  | "NotFound"
 
 /**
  * An I/O failure: what was being done, to which address, and why.
@@ -44,7 +45,7 @@ export type NetworkErrorReason =
  */
 export class NetworkError extends Data.TaggedError("NetworkError")<{
   readonly reason: NetworkErrorReason
-  readonly operation: "bind" | "send" | "connect" | "listen" | "write" | "interfaces"
+  readonly operation: "bind" | "send" | "connect" | "listen" | "write" | "interfaces" | "lookup"
   readonly address?: string | undefined
   readonly cause?: unknown
 }> {
@@ -205,6 +206,22 @@ export interface Service {
   ) => Effect.Effect<StreamListener, NetworkError, Scope.Scope>
   /** The host's interface addresses. */
   readonly interfaces: Effect.Effect<ReadonlyArray<NetworkInterface>, NetworkError>
+  /**
+   * Resolves a host name to its addresses (an IP literal resolves to itself, canonicalized), IPv4 first. Fails with
+   * reason `NotFound` when the name has no address.
+   */
+  readonly lookup: (host: string) => Effect.Effect<ReadonlyArray<IpAddress>, NetworkError>
+}
+
+/**
+ * An IP address with its family, as `lookup` returns it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface IpAddress {
+  readonly family: Family
+  readonly ip: string
 }
 
 /**

@@ -53,3 +53,53 @@ export * as TransportAddress from "./TransportAddress.js"
  * @since 0.1.0
  */
 export * as TurnChannelData from "./TurnChannelData.js"
+
+/**
+ * Every counter and gauge of effect-ice, as Effect `Metric`s.
+ *
+ * @since 0.1.0
+ */
+export * as Metrics from "./Metrics.js"
+
+/**
+ * The I/O service: UDP and TCP sockets and interfaces, implemented by `NodeNetwork` and `VirtualNetwork`.
+ *
+ * @since 0.1.0
+ */
+export * as Network from "./Network.js"
+
+/**
+ * The `Network` service over Node's real sockets.
+ *
+ * @since 0.1.0
+ */
+export * as NodeNetwork from "./NodeNetwork.js"
+
+/**
+ * The `Network` service over a simulated internet that runs on Effect's `Clock`.
+ *
+ * @since 0.1.0
+ */
+export * as VirtualNetwork from "./VirtualNetwork.js"
+
+/**
+ * STUN client transactions: retransmission on the RFC 8489 schedule, response matching, authentication.
+ *
+ * @since 0.1.0
+ */
+export * as StunTransaction from "./StunTransaction.js"
+
+/**
+ * A STUN Binding server over UDP and TCP with RFC 5780 NAT behavior discovery (CHANGE-REQUEST, OTHER-ADDRESS,
+ * RESPONSE-ORIGIN, RESPONSE-PORT, PADDING) and the RFC 8489 §6.3.1 response cache.
+ *
+ * @since 0.1.0
+ */
+export * as StunServer from "./StunServer.js"
+
+/**
+ * The `effect-ice` command line (`stun`, `stun-server`), as Effects on the `Network` service.
+ *
+ * @since 0.1.0
+ */
+export * as Cli from "./Cli.js"

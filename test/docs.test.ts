@@ -8,7 +8,8 @@ import { readdirSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 
 const srcDir = fileURLToPath(new URL("../src/", import.meta.url))
-const publicModules = readdirSync(srcDir).filter((f) => f.endsWith(".ts"))
+// bin.ts is the executable, not a module to import.
+const publicModules = readdirSync(srcDir).filter((f) => f.endsWith(".ts") && f !== "bin.ts")
 
 /** The JSDoc block that ends right before `index` (only blank lines between), or undefined. */
 const docBefore = (text: string, index: number): string | undefined => {

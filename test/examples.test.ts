@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
+import * as net from "node:net"
 import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
@@ -13,5 +14,45 @@ describe("examples", () => {
     assert.include(output, "truncated datagram: BadLength at byte 2")
     assert.include(output, "one flipped bit: FingerprintMismatch")
     assert.include(output, "frames from a TCP stream read 7 bytes at a time: Stun(80) TurnChannel(9) Stun(104)")
+  })
+
+  it("stun-binding.ts learns its own address from an embedded server", () => {
+    const output = execFileSync(tsx, ["examples/stun-binding.ts"], { cwd: root, encoding: "utf8", timeout: 60_000 })
+    // The mapped address is the client's own loopback socket: no NAT on loopback.
+    assert.match(output, /127\.0\.0\.1:\d+ says our address is 127\.0\.0\.1:(\d+) \(local 0\.0\.0\.0:\1,/)
+  })
+
+  it("`npm start` (effect-ice stun) queries an embedded server and prints the mapped address as JSON too", () => {
+    const text = execFileSync(tsx, ["src/bin.ts", "stun"], { cwd: root, encoding: "utf8", timeout: 60_000 })
+    assert.match(text, /^embedded STUN server on 127\.0\.0\.1:\d+$/m)
+    assert.match(text, /\(udp\): mapped 127\.0\.0\.1:(\d+), rtt [\d.]+ ms, software "effect-ice", from 0\.0\.0\.0:\1$/m)
+    const json = JSON.parse(
+      execFileSync(tsx, ["src/bin.ts", "stun", "--tcp", "--json"], { cwd: root, encoding: "utf8", timeout: 60_000 })
+    )
+    assert.strictEqual(json.failures.length, 0)
+    assert.strictEqual(json.results[0].transport, "tcp")
+    assert.strictEqual(json.results[0].mapped, json.results[0].local)
+  })
+
+  it("`effect-ice stun` exits 1 and says why when a server cannot be reached", async () => {
+    // A port that was free a moment ago: bound by us, then closed.
+    const server = net.createServer()
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    const port = (server.address() as net.AddressInfo).port
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    let failed = false
+    try {
+      execFileSync(tsx, ["src/bin.ts", "stun", "--tcp", `127.0.0.1:${port}`], {
+        cwd: root,
+        encoding: "utf8",
+        stdio: "pipe"
+      })
+    } catch (error) {
+      failed = true
+      const e = error as { status: number; stderr: string }
+      assert.strictEqual(e.status, 1)
+      assert.include(e.stderr, `127.0.0.1:${port} (tcp): connect 127.0.0.1:${port} failed: ConnectionRefused`)
+    }
+    assert.isTrue(failed)
   })
 })

@@ -1,0 +1,26 @@
+/**
+ * effect-ice's STUN server for the STUN server benchmark: `StunServer.make` on `NodeNetwork.layer`, UDP only
+ * (`tcp: false`), on one IP and port 0, every other option at its default (SOFTWARE "effect-ice", the
+ * retransmission cache of RFC 8489 §6.3.1 on, RFC 3489 answers on, no alternate address).
+ *
+ * Usage: `node --import tsx bench/stun-server/effect-ice-server.ts <ip>`. Prints `{"port":N}` on stdout once the
+ * socket is bound, and runs until killed.
+ */
+import { Effect } from "effect"
+import * as NodeNetwork from "../../src/NodeNetwork.js"
+import * as StunServer from "../../src/StunServer.js"
+import type { ServerReady } from "./protocol.js"
+
+const address = process.argv[2] ?? "127.0.0.1"
+
+const program = Effect.gen(function*() {
+  const server = yield* StunServer.make({ address, port: 0, tcp: false })
+  const ready: ServerReady = { port: server.primary.port }
+  process.stdout.write(JSON.stringify(ready) + "\n")
+  return yield* Effect.never
+}).pipe(Effect.scoped, Effect.provide(NodeNetwork.layer))
+
+Effect.runPromise(program).catch((error: unknown) => {
+  process.stderr.write(`effect-ice-server: ${String(error)}\n`)
+  process.exit(1)
+})

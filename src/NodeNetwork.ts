@@ -1,0 +1,770 @@
+/**
+ * The `Network` service over real sockets: UDP through `node:dgram`, TCP through `node:net`, interface addresses
+ * through `node:os`. This is the only module of the library that touches Node's socket APIs; every protocol engine
+ * reaches the network through the `Network` tag, so the same STUN (RFC 8489), TURN (RFC 8656) and ICE (RFC 8445)
+ * code runs here and on the simulated internet of `VirtualNetwork`.
+ *
+ * How it maps Node onto the service:
+ *
+ * - **UDP.** One `dgram` socket per `bindUdp`, `udp4` or `udp6` (an IPv6 socket is bound with `ipv6Only`, so an
+ *   IPv6 wildcard and an IPv4 wildcard on the same port coexist and every sender of an IPv6 socket is IPv6). With
+ *   `portRange`, ports are tried from a start drawn from Effect's `Random` and wrapping around the range. The socket
+ *   has exactly one `message` listener, attached before `bind`, which calls the current handler synchronously with
+ *   Node's `Buffer` (a `Uint8Array`, passed on without a copy) and the sender's canonical address: no fiber and no
+ *   Effect per datagram. Until the first `setHandler`, up to `Network.maxPendingDatagrams` datagrams are kept and
+ *   replayed in order; later ones are dropped, as a full receive buffer would drop them.
+ * - **TCP.** A connection is read in flowing mode from the start, so `closed` sees the peer's FIN even when nobody
+ *   installed a handler. Chunks that arrive before `setHandler` are kept; once `maxPendingStreamBytes` are waiting
+ *   the socket is paused (TCP flow control then holds the peer back) and resumed by `setHandler`.
+ * - **Effects from handlers.** When a handler returns an Effect it runs in a fiber of a `FiberSet` owned by the
+ *   socket's scope (through `FiberSet.runtime`), so it sees the caller's services and is interrupted when the socket
+ *   closes. A handler that throws is logged, not allowed to crash the process.
+ * - **Errors.** Node error codes become `NetworkError` reasons (`EADDRINUSE` → `AddressInUse`, `ECONNREFUSED` →
+ *   `ConnectionRefused`, `ENETUNREACH` → `Unreachable`, …); the Node error is kept as `cause` and the address as
+ *   `address`. Operations on a closed socket fail with `Closed`; a datagram for the other address family fails
+ *   with `InvalidAddress` before it reaches Node.
+ *
+ * Addresses given to `bindUdp` and `listenTcp` must be IP literals (an IPv6 zone such as `fe80::1%eth0` is
+ * allowed); host names are refused with `InvalidAddress`, since resolving names is not this layer's job.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Deferred, Effect, Either, Exit, FiberId, FiberSet, Layer, Option, Random } from "effect"
+import type { Scope } from "effect"
+import * as Dgram from "node:dgram"
+import * as Dns from "node:dns"
+import * as Net from "node:net"
+import * as Os from "node:os"
+import * as Network from "./Network.js"
+import type { Family, SocketAddress, TransportAddress } from "./TransportAddress.js"
+import { canonicalIp, format } from "./TransportAddress.js"
+
+/**
+ * How many bytes a TCP connection keeps while no handler is installed before it pauses reading (1 MiB). A paused
+ * connection also delays `closed` until a handler drains it, because Node reports the peer's FIN only after the
+ * data before it.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxPendingStreamBytes = 1024 * 1024
+
+// ---------------------------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------------------------
+
+type Operation = Network.NetworkError["operation"]
+
+const errorCode = (error: unknown): string | undefined => {
+  if (typeof error !== "object" || error === null || !("code" in error)) return undefined
+  return typeof error.code === "string" ? error.code : undefined
+}
+
+const fallbackReason: Record<Operation, Network.NetworkErrorReason> = {
+  bind: "BindFailed",
+  listen: "BindFailed",
+  send: "SendFailed",
+  write: "SendFailed",
+  connect: "ConnectFailed",
+  interfaces: "Unsupported",
+  lookup: "NotFound"
+}
+
+const reasonOf = (code: string | undefined, operation: Operation): Network.NetworkErrorReason => {
+  switch (code) {
+    case "EADDRINUSE":
+      return "AddressInUse"
+    case "EADDRNOTAVAIL":
+      return "AddressNotAvailable"
+    case "EMSGSIZE":
+      return "MessageTooLarge"
+    case "ECONNREFUSED":
+      return "ConnectionRefused"
+    case "ECONNRESET":
+    case "ECONNABORTED":
+    case "EPIPE":
+      return "ConnectionReset"
+    case "ETIMEDOUT":
+      return operation === "connect" ? "ConnectFailed" : "ConnectionReset"
+    case "ENETUNREACH":
+    case "EHOSTUNREACH":
+    case "ENETDOWN":
+    case "EHOSTDOWN":
+      return "Unreachable"
+    case "EAFNOSUPPORT":
+    case "EPROTONOSUPPORT":
+      return "Unsupported"
+    case "EPERM":
+      // sendto(2) answers EPERM when a local firewall rule rejects the packet.
+      return operation === "send" || operation === "write" ? "Blocked" : fallbackReason[operation]
+    case "ERR_SOCKET_BAD_PORT":
+    case "ERR_INVALID_IP_ADDRESS":
+    case "ERR_INVALID_ADDRESS_FAMILY":
+      return "InvalidAddress"
+    case "EBADF":
+    case "ERR_SOCKET_DGRAM_NOT_RUNNING":
+    case "ERR_SOCKET_CLOSED":
+    case "ERR_STREAM_DESTROYED":
+    case "ERR_STREAM_WRITE_AFTER_END":
+    case "ERR_SERVER_NOT_RUNNING":
+      return "Closed"
+    default:
+      return fallbackReason[operation]
+  }
+}
+
+const toNetworkError = (error: unknown, operation: Operation, address: string | undefined): Network.NetworkError =>
+  new Network.NetworkError({ reason: reasonOf(errorCode(error), operation), operation, address, cause: error })
+
+const closedError = (operation: Operation, address: string | undefined): Network.NetworkError =>
+  new Network.NetworkError({ reason: "Closed", operation, address })
+
+const hostPort = (host: string, port: number): string => host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+
+// ---------------------------------------------------------------------------------------------------------------
+// Addresses
+// ---------------------------------------------------------------------------------------------------------------
+
+/** An IP literal with an optional IPv6 zone: the canonical text, and the text Node needs (zone kept). */
+interface BindTarget {
+  readonly family: Family
+  /** What Node binds to (keeps an IPv6 zone). */
+  readonly host: string
+  /** The canonical IP, for `local` when the OS reports nothing better. */
+  readonly ip: string
+  readonly ports: readonly [number, number] | number
+}
+
+const stripZone = (ip: string): string => {
+  const percent = ip.indexOf("%")
+  return percent < 0 ? ip : ip.slice(0, percent)
+}
+
+const isPort = (port: number): boolean => Number.isInteger(port) && port >= 0 && port <= 65535
+
+const resolveBindOptions = (
+  options: Network.BindOptions,
+  operation: Operation
+): Either.Either<BindTarget, Network.NetworkError> => {
+  const invalid = (address: string) =>
+    Either.left(new Network.NetworkError({ reason: "InvalidAddress", operation, address }))
+  let family: Family = options.family ?? "IPv4"
+  let host = family === "IPv6" ? "::" : "0.0.0.0"
+  let ip = host
+  if (options.address !== undefined) {
+    const canonical = canonicalIp(stripZone(options.address))
+    if (Option.isNone(canonical)) return invalid(options.address)
+    if (options.family !== undefined && options.family !== canonical.value.family) return invalid(options.address)
+    family = canonical.value.family
+    host = options.address
+    ip = canonical.value.ip
+  }
+  if (options.portRange !== undefined) {
+    const [lo, hi] = options.portRange
+    if (!isPort(lo) || !isPort(hi) || lo < 1 || lo > hi) return invalid(`${hostPort(ip, lo)}-${hi}`)
+    return Either.right({ family, host, ip, ports: [lo, hi] })
+  }
+  const port = options.port ?? 0
+  if (!isPort(port)) return invalid(hostPort(ip, port))
+  return Either.right({ family, host, ip, ports: port })
+}
+
+/** The canonical form of an address Node reports (zone suffix removed), falling back to the text itself. */
+const canonicalOr = (ip: string): string => {
+  const canonical = canonicalIp(stripZone(ip))
+  return Option.isSome(canonical) ? canonical.value.ip : ip
+}
+
+const familyOfText = (ip: string, fallback: Family): Family => {
+  const canonical = canonicalIp(stripZone(ip))
+  return Option.isSome(canonical) ? canonical.value.family : fallback
+}
+
+/**
+ * Tries the target's ports: the single port, or every port of the range once, from a random start. Busy ports
+ * (and ports the process may not bind) are skipped; any other failure ends the search.
+ */
+const bindPorts = <A>(
+  target: BindTarget,
+  operation: Operation,
+  attempt: (port: number) => Effect.Effect<A, Network.NetworkError>
+): Effect.Effect<A, Network.NetworkError> => {
+  if (typeof target.ports === "number") return attempt(target.ports)
+  const [lo, hi] = target.ports
+  const count = hi - lo + 1
+  return Effect.flatMap(Random.nextIntBetween(0, count), (start) => {
+    const loop = (i: number): Effect.Effect<A, Network.NetworkError> =>
+      i === count
+        ? Effect.fail(
+          new Network.NetworkError({ reason: "AddressInUse", operation, address: `${hostPort(target.ip, lo)}-${hi}` })
+        )
+        : Effect.catchIf(
+          attempt(lo + (start + i) % count),
+          (error) => error.reason === "AddressInUse" || errorCode(error.cause) === "EACCES",
+          () => loop(i + 1)
+        )
+    return loop(0)
+  })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Forks an effect into the socket's `FiberSet`. */
+type RunFork = (effect: Effect.Effect<void>) => unknown
+
+const reportThrow = (run: RunFork | undefined, what: string, error: unknown): void => {
+  if (run !== undefined) run(Effect.logError(`NodeNetwork: ${what} handler threw`, Cause.die(error)))
+}
+
+const deliverDatagram = (
+  handler: Network.DatagramHandler,
+  data: Uint8Array,
+  remote: SocketAddress,
+  run: RunFork
+): void => {
+  try {
+    const result = handler(data, remote)
+    if (result !== undefined) run(result)
+  } catch (error) {
+    reportThrow(run, "datagram", error)
+  }
+}
+
+const deliverChunk = (handler: Network.ChunkHandler, chunk: Uint8Array, run: RunFork | undefined): void => {
+  try {
+    const result = handler(chunk)
+    if (result !== undefined && run !== undefined) run(result)
+  } catch (error) {
+    reportThrow(run, "chunk", error)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// UDP
+// ---------------------------------------------------------------------------------------------------------------
+
+/** The receive side of a UDP socket: the single `message` listener, the handler and the pre-handler queue. */
+const makeReceiver = (family: Family, run: RunFork) => {
+  let handler: Network.DatagramHandler | undefined
+  let pending: Array<Network.Datagram> | undefined = []
+  // Node prints IPv6 senders with inet_ntop, which differs from RFC 5952 in corner cases (and may add a zone):
+  // canonicalize, remembering the last sender so a steady peer costs one string comparison.
+  let lastRaw = ""
+  let lastIp = ""
+  const onMessage = (data: Buffer, rinfo: Dgram.RemoteInfo): void => {
+    let ip = rinfo.address
+    if (family === "IPv6") {
+      if (ip === lastRaw) {
+        ip = lastIp
+      } else {
+        lastRaw = ip
+        ip = lastIp = canonicalOr(ip)
+      }
+    }
+    const remote: SocketAddress = { family, ip, port: rinfo.port }
+    if (handler !== undefined) {
+      deliverDatagram(handler, data, remote, run)
+    } else if (pending !== undefined && pending.length < Network.maxPendingDatagrams) {
+      pending.push({ data, remote })
+    }
+  }
+  const setHandler = (next: Network.DatagramHandler): Effect.Effect<void> =>
+    Effect.sync(() => {
+      handler = next
+      const queued = pending
+      if (queued === undefined) return
+      pending = undefined
+      for (const datagram of queued) deliverDatagram(handler, datagram.data, datagram.remote, run)
+    })
+  return { onMessage, setHandler }
+}
+
+const closeQuietly = (socket: Dgram.Socket, onClosed?: () => void): void => {
+  try {
+    socket.close(onClosed)
+  } catch {
+    onClosed?.()
+  }
+}
+
+/** Binds one `dgram` socket to one port; the socket is closed again when the bind fails or is interrupted. */
+const bindUdpOnce = (
+  target: BindTarget,
+  port: number,
+  onMessage: (data: Buffer, rinfo: Dgram.RemoteInfo) => void
+): Effect.Effect<Dgram.Socket, Network.NetworkError> =>
+  Effect.async<Dgram.Socket, Network.NetworkError>((resume) => {
+    const socket = target.family === "IPv6"
+      ? Dgram.createSocket({ type: "udp6", ipv6Only: true })
+      : Dgram.createSocket({ type: "udp4" })
+    let bound = false
+    // A permanent listener: an 'error' event without one would crash the process. After the bind, errors are
+    // reported through send callbacks, so what still arrives here (receive errors) is ignored.
+    socket.on("error", (error) => {
+      if (bound) return
+      bound = true
+      closeQuietly(socket)
+      resume(Effect.fail(toNetworkError(error, "bind", hostPort(target.ip, port))))
+    })
+    socket.on("message", onMessage)
+    try {
+      socket.bind({ address: target.host, port, exclusive: true }, () => {
+        if (bound) return
+        bound = true
+        resume(Effect.succeed(socket))
+      })
+    } catch (error) {
+      bound = true
+      closeQuietly(socket)
+      resume(Effect.fail(toNetworkError(error, "bind", hostPort(target.ip, port))))
+    }
+    return Effect.sync(() => closeQuietly(socket))
+  })
+
+const bindUdp = Effect.fn("NodeNetwork.bindUdp")(function*(options: Network.BindOptions = {}) {
+  const target = yield* resolveBindOptions(options, "bind")
+  const family = target.family
+  const set = yield* FiberSet.make()
+  const run: RunFork = yield* FiberSet.runtime(set)()
+  const receiver = makeReceiver(family, run)
+
+  let closed = false
+  let failures = 0
+  // Node never calls back a send still resolving its address when the socket closes: close fails those itself.
+  const inFlight = new Set<(error: Network.NetworkError) => void>()
+  const onUnsafeSent = (error: Error | null): void => {
+    if (error !== null) failures++
+  }
+
+  const socket = yield* Effect.uninterruptibleMask((restore) =>
+    restore(bindPorts(target, "bind", (port) => bindUdpOnce(target, port, receiver.onMessage))).pipe(
+      Effect.tap((socket) =>
+        Effect.addFinalizer(() =>
+          Effect.async<void>((resume) => {
+            closed = true
+            for (const fail of inFlight) fail(closedError("send", undefined))
+            inFlight.clear()
+            closeQuietly(socket, () => resume(Effect.void))
+          })
+        )
+      )
+    )
+  )
+
+  const bound = socket.address()
+  const local: TransportAddress = { family, ip: canonicalOr(bound.address), port: bound.port, transport: "udp" }
+
+  const send = (data: Uint8Array, to: SocketAddress): Effect.Effect<void, Network.NetworkError> =>
+    Effect.async<void, Network.NetworkError>((resume) => {
+      if (closed) return resume(Effect.fail(closedError("send", format(to))))
+      if (to.family !== family) {
+        return resume(
+          Effect.fail(new Network.NetworkError({ reason: "InvalidAddress", operation: "send", address: format(to) }))
+        )
+      }
+      let done = false
+      const finish = (error: Network.NetworkError | undefined): void => {
+        if (done) return
+        done = true
+        inFlight.delete(fail)
+        resume(error === undefined ? Effect.void : Effect.fail(error))
+      }
+      const fail = (error: Network.NetworkError): void => finish(error)
+      inFlight.add(fail)
+      try {
+        socket.send(data, to.port, to.ip, (error) => {
+          finish(error === null ? undefined : toNetworkError(error, "send", format(to)))
+        })
+      } catch (error) {
+        finish(toNetworkError(error, "send", format(to)))
+      }
+    })
+
+  const unsafeSend = (data: Uint8Array, to: SocketAddress): void => {
+    if (closed || to.family !== family) {
+      failures++
+      return
+    }
+    try {
+      socket.send(data, to.port, to.ip, onUnsafeSent)
+    } catch {
+      failures++
+    }
+  }
+
+  const datagramSocket: Network.DatagramSocket = {
+    local,
+    send,
+    unsafeSend,
+    setHandler: receiver.setHandler,
+    sendFailures: () => failures
+  }
+  return datagramSocket
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// TCP
+// ---------------------------------------------------------------------------------------------------------------
+
+const tcpAddress = (ip: string | undefined, port: number | undefined, fallback: Family): TransportAddress => {
+  const text = ip ?? (fallback === "IPv6" ? "::" : "0.0.0.0")
+  return { family: familyOfText(text, fallback), ip: canonicalOr(text), port: port ?? 0, transport: "tcp" }
+}
+
+/**
+ * The state of one TCP connection, wired to the Node socket synchronously (so no event can be missed between
+ * accept or connect and the fiber that serves the connection). `attach` later gives it a scope.
+ */
+const makeStreamState = (socket: Net.Socket, family: Family) => {
+  const local = tcpAddress(socket.localAddress, socket.localPort, family)
+  const remote = tcpAddress(socket.remoteAddress, socket.remotePort, family)
+  const remoteText = format(remote)
+  let handler: Network.ChunkHandler | undefined
+  let pending: Array<Uint8Array> | undefined = []
+  let pendingBytes = 0
+  let pausedByUs = false
+  let run: RunFork | undefined
+  let failure: unknown
+  const closed = Deferred.unsafeMake<void, Network.NetworkError>(FiberId.none)
+
+  socket.on("data", (chunk: Buffer) => {
+    if (handler !== undefined) return deliverChunk(handler, chunk, run)
+    if (pending === undefined) return
+    pending.push(chunk)
+    pendingBytes += chunk.length
+    if (pendingBytes >= maxPendingStreamBytes && !pausedByUs) {
+      pausedByUs = true
+      socket.pause()
+    }
+  })
+  // Node calls a write's callback without an error when the socket was destroyed before the bytes left, so
+  // pending `write`s are failed here, on an error and on `close`, before the socket is destroyed.
+  const writing = new Set<(error: Network.NetworkError) => void>()
+  const failWrites = (error: Network.NetworkError): void => {
+    for (const fail of writing) fail(error)
+    writing.clear()
+  }
+  socket.on("error", (error) => {
+    failure ??= error
+    failWrites(toNetworkError(error, "write", remoteText))
+  })
+  socket.on("end", () => {
+    Deferred.unsafeDone(closed, Exit.void)
+  })
+  socket.on("close", () => {
+    Deferred.unsafeDone(
+      closed,
+      failure === undefined ? Exit.void : Exit.fail(toNetworkError(failure, "connect", remoteText))
+    )
+  })
+
+  const close = Effect.sync(() => {
+    failWrites(closedError("write", remoteText))
+    if (socket.destroyed) return
+    socket.end()
+    socket.destroy()
+  })
+
+  const setHandler = (next: Network.ChunkHandler): Effect.Effect<void> =>
+    Effect.sync(() => {
+      handler = next
+      const queued = pending
+      if (queued !== undefined) {
+        pending = undefined
+        for (const chunk of queued) deliverChunk(handler, chunk, run)
+      }
+      if (pausedByUs) {
+        pausedByUs = false
+        socket.resume()
+      }
+    })
+
+  const write = (data: Uint8Array): Effect.Effect<void, Network.NetworkError> =>
+    Effect.async<void, Network.NetworkError>((resume) => {
+      if (!socket.writable) return resume(Effect.fail(closedError("write", remoteText)))
+      let done = false
+      const finish = (error: Network.NetworkError | undefined): void => {
+        if (done) return
+        done = true
+        writing.delete(fail)
+        resume(error === undefined ? Effect.void : Effect.fail(error))
+      }
+      const fail = (error: Network.NetworkError): void => finish(error)
+      writing.add(fail)
+      try {
+        socket.write(data, (error) => finish(error == null ? undefined : toNetworkError(error, "write", remoteText)))
+      } catch (error) {
+        finish(toNetworkError(error, "write", remoteText))
+      }
+    })
+
+  const unsafeWrite = (data: Uint8Array): void => {
+    if (socket.writable) socket.write(data)
+  }
+
+  /** Gives the connection a scope: handler effects run in its `FiberSet`, and closing it closes the socket. */
+  const attach = Effect.gen(function*() {
+    const set = yield* FiberSet.make()
+    run = yield* FiberSet.runtime(set)()
+    yield* Effect.addFinalizer(() => close)
+    const streamSocket: Network.StreamSocket = {
+      local,
+      remote,
+      write,
+      unsafeWrite,
+      setHandler,
+      closed: Deferred.await(closed),
+      close
+    }
+    return streamSocket
+  })
+
+  return { attach, close }
+}
+
+type StreamState = ReturnType<typeof makeStreamState>
+
+const connect = (
+  remote: SocketAddress,
+  options: Network.ConnectOptions
+): Effect.Effect<StreamState, Network.NetworkError> =>
+  Effect.async<StreamState, Network.NetworkError>((resume) => {
+    const address = format(remote)
+    const connectOptions: Net.TcpNetConnectOpts = {
+      host: remote.ip,
+      port: remote.port,
+      family: remote.family === "IPv6" ? 6 : 4,
+      noDelay: true
+    }
+    if (options.localAddress !== undefined) connectOptions.localAddress = options.localAddress
+    if (options.localPort !== undefined) connectOptions.localPort = options.localPort
+    let socket: Net.Socket
+    try {
+      socket = Net.connect(connectOptions)
+    } catch (error) {
+      return resume(Effect.fail(toNetworkError(error, "connect", address)))
+    }
+    const onError = (error: Error): void => {
+      socket.destroy()
+      resume(Effect.fail(toNetworkError(error, "connect", address)))
+    }
+    socket.once("error", onError)
+    socket.once("connect", () => {
+      socket.removeListener("error", onError)
+      socket.setNoDelay(true)
+      resume(Effect.succeed(makeStreamState(socket, remote.family)))
+    })
+    return Effect.sync(() => socket.destroy())
+  })
+
+const connectTcp = Effect.fn("NodeNetwork.connectTcp")(
+  function*(remote: SocketAddress, options: Network.ConnectOptions = {}) {
+    const canonical = canonicalIp(remote.ip)
+    if (
+      Option.isNone(canonical) || canonical.value.family !== remote.family || !isPort(remote.port) ||
+      remote.port === 0
+    ) {
+      return yield* new Network.NetworkError({
+        reason: "InvalidAddress",
+        operation: "connect",
+        address: format(remote)
+      })
+    }
+    const state = yield* Effect.uninterruptibleMask((restore) =>
+      restore(connect(remote, options)).pipe(Effect.tap((state) => Effect.addFinalizer(() => state.close)))
+    )
+    return yield* state.attach
+  }
+)
+
+const listenOnce = (
+  target: BindTarget,
+  port: number,
+  onConnection: (socket: Net.Socket) => void
+): Effect.Effect<Net.Server, Network.NetworkError> =>
+  Effect.async<Net.Server, Network.NetworkError>((resume) => {
+    const server = Net.createServer({ noDelay: true }, onConnection)
+    let listening = false
+    // Permanent, like the UDP one: accept errors after `listen` (EMFILE and the like) must not crash the process.
+    server.on("error", (error) => {
+      if (listening) return
+      listening = true
+      server.close()
+      resume(Effect.fail(toNetworkError(error, "listen", hostPort(target.ip, port))))
+    })
+    try {
+      const listenOptions: Net.ListenOptions = { host: target.host, port, exclusive: true }
+      if (target.family === "IPv6") listenOptions.ipv6Only = true
+      server.listen(listenOptions, () => {
+        if (listening) return
+        listening = true
+        resume(Effect.succeed(server))
+      })
+    } catch (error) {
+      listening = true
+      server.close()
+      resume(Effect.fail(toNetworkError(error, "listen", hostPort(target.ip, port))))
+    }
+    return Effect.sync(() => server.close())
+  })
+
+const listenTcp = Effect.fn("NodeNetwork.listenTcp")(function*(
+  options: Network.BindOptions,
+  onConnection: (socket: Network.StreamSocket) => Effect.Effect<void, never, Scope.Scope>
+) {
+  const target = yield* resolveBindOptions(options, "listen")
+  // Finalizers run last-added first: stop accepting, interrupt the connection fibers (each closes its socket),
+  // then destroy any socket whose fiber never got to start.
+  const live = new Set<Net.Socket>()
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const socket of live) socket.destroy()
+      live.clear()
+    })
+  )
+  const set = yield* FiberSet.make()
+  const run = yield* FiberSet.runtime(set)()
+  let stopped = false
+
+  const accept = (socket: Net.Socket): void => {
+    if (stopped) {
+      socket.destroy()
+      return
+    }
+    live.add(socket)
+    socket.once("close", () => live.delete(socket))
+    socket.setNoDelay(true)
+    const state = makeStreamState(socket, target.family)
+    run(Effect.scoped(Effect.flatMap(state.attach, onConnection)))
+  }
+
+  const server = yield* Effect.uninterruptibleMask((restore) =>
+    restore(bindPorts(target, "listen", (port) => listenOnce(target, port, accept))).pipe(
+      Effect.tap((server) =>
+        Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            stopped = true
+            server.close()
+          })
+        )
+      )
+    )
+  )
+
+  const address = server.address()
+  const local: TransportAddress = typeof address === "object" && address !== null
+    ? { family: target.family, ip: canonicalOr(address.address), port: address.port, transport: "tcp" }
+    : { family: target.family, ip: target.ip, port: 0, transport: "tcp" }
+  const listener: Network.StreamListener = { local }
+  return listener
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Interfaces
+// ---------------------------------------------------------------------------------------------------------------
+
+const prefixFromNetmask = (netmask: string): number => {
+  const canonical = canonicalIp(netmask)
+  if (Option.isNone(canonical)) return 0
+  let bits = 0
+  if (canonical.value.family === "IPv4") {
+    for (const part of netmask.split(".")) {
+      let octet = Number(part)
+      while (octet & 0x80) {
+        bits++
+        octet = (octet << 1) & 0xff
+      }
+    }
+    return bits
+  }
+  // IPv6 netmasks are leading ones: count the ones of each group before the first zero bit.
+  for (const group of canonical.value.ip.split(":")) {
+    if (group === "") break
+    let value = parseInt(group, 16)
+    for (let i = 0; i < 16 && value & 0x8000; i++) {
+      bits++
+      value = (value << 1) & 0xffff
+    }
+    if (bits % 16 !== 0) break
+  }
+  return bits
+}
+
+const familyOrder = (a: Network.IpAddress, b: Network.IpAddress) =>
+  a.family === b.family ? 0 : a.family === "IPv4" ? -1 : 1
+
+/** `dns.lookup` (the system resolver, as other programs on the host see names); IP literals are not looked up. */
+const lookup = (host: string): Effect.Effect<ReadonlyArray<Network.IpAddress>, Network.NetworkError> => {
+  const literal = canonicalIp(host)
+  if (Option.isSome(literal)) return Effect.succeed([literal.value])
+  return Effect.async<ReadonlyArray<Network.IpAddress>, Network.NetworkError>((resume) => {
+    Dns.lookup(host, { all: true }, (error, addresses) => {
+      if (error !== null) {
+        resume(
+          Effect.fail(
+            new Network.NetworkError({ reason: "NotFound", operation: "lookup", address: host, cause: error })
+          )
+        )
+        return
+      }
+      const out: Array<Network.IpAddress> = []
+      for (const a of addresses) {
+        const canonical = canonicalIp(a.address)
+        if (Option.isSome(canonical)) out.push(canonical.value)
+      }
+      resume(
+        out.length === 0
+          ? Effect.fail(new Network.NetworkError({ reason: "NotFound", operation: "lookup", address: host }))
+          : Effect.succeed(out.sort(familyOrder))
+      )
+    })
+  })
+}
+
+const interfaces: Effect.Effect<ReadonlyArray<Network.NetworkInterface>, Network.NetworkError> = Effect.try({
+  try: () => {
+    const out: Array<Network.NetworkInterface> = []
+    for (const [name, infos] of Object.entries(Os.networkInterfaces())) {
+      for (const info of infos ?? []) {
+        const familyText = String(info.family)
+        const family: Family = familyText === "IPv6" || familyText === "6" ? "IPv6" : "IPv4"
+        const slash = info.cidr === null ? -1 : info.cidr.indexOf("/")
+        const prefixLength = info.cidr !== null && slash >= 0
+          ? Number(info.cidr.slice(slash + 1))
+          : prefixFromNetmask(info.netmask)
+        out.push({ name, family, address: canonicalOr(info.address), prefixLength, internal: info.internal })
+      }
+    }
+    return out
+  },
+  catch: (error) => toNetworkError(error, "interfaces", undefined)
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Service
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The `Network` service over Node's sockets. It holds no state of its own (every socket belongs to the scope that
+ * opened it), so one value serves any number of users.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: Effect.Effect<Network.Service> = Effect.sync(() => ({
+  bindUdp,
+  connectTcp,
+  listenTcp,
+  interfaces,
+  lookup
+}))
+
+/**
+ * Provides `Network` with real sockets.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer: Layer.Layer<Network.Network> = Layer.effect(Network.Network, make)
