@@ -24,3 +24,6 @@ Effect.runPromise(program).catch((error: unknown) => {
   process.stderr.write(`effect-ice-server: ${String(error)}\n`)
   process.exit(1)
 })
+
+// Exit normally on a signal, so `node --cpu-prof` writes its profile when this server is profiled.
+for (const name of ["SIGINT", "SIGTERM"] as const) process.once(name, () => process.exit(0))
