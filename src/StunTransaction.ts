@@ -250,8 +250,9 @@ export const shortTerm = (username: string, key: IntegrityKey): Credentials => (
  */
 export const sessionState = (
   session: LongTermSession
-): Effect.Effect<{ readonly realm: string | undefined; readonly nonce: string | undefined; readonly algorithm: number }> =>
-  Effect.map(Ref.get(session.state), (s) => ({ realm: s.realm, nonce: s.nonce, algorithm: s.algorithm }))
+): Effect.Effect<
+  { readonly realm: string | undefined; readonly nonce: string | undefined; readonly algorithm: number }
+> => Effect.map(Ref.get(session.state), (s) => ({ realm: s.realm, nonce: s.nonce, algorithm: s.algorithm }))
 
 // ---------------------------------------------------------------------------------------------------------------
 // Client

@@ -103,3 +103,10 @@ export * as StunServer from "./StunServer.js"
  * @since 0.1.0
  */
 export * as Cli from "./Cli.js"
+
+/**
+ * The RFC 4787 vocabulary of NAT behaviour: mapping, filtering, hairpinning, lifetimes, the classical names.
+ *
+ * @since 0.1.0
+ */
+export * as NatBehavior from "./NatBehavior.js"
