@@ -280,18 +280,22 @@ interface Endpoint {
   readonly specific: boolean
 }
 
-interface State {
-  readonly sockets: ReadonlyArray<Network.DatagramSocket>
-  readonly udpEndpoints: ReadonlyArray<Endpoint>
-  readonly tcpEndpoints: ReadonlyArray<Endpoint>
-  /** Four sockets (RFC 5780) or one. */
-  readonly rfc5780: boolean
+/** What every attempt shares: the server's settings and its cache. */
+interface Shared {
   readonly software: StunAttribute.StunAttribute | undefined
   readonly rfc3489: boolean
   readonly cache: Map<string, CacheEntry>
   readonly ttl: number
   readonly maxEntries: number
   readonly now: () => number
+}
+
+interface State extends Shared {
+  readonly sockets: ReadonlyArray<Network.DatagramSocket>
+  readonly udpEndpoints: ReadonlyArray<Endpoint>
+  readonly tcpEndpoints: ReadonlyArray<Endpoint>
+  /** Four sockets (RFC 5780) or one. */
+  readonly rfc5780: boolean
 }
 
 const changeRequestType = StunAttribute.AttributeType.ChangeRequest
@@ -614,16 +618,6 @@ const parseConfig = (options: Options): Either.Either<Config, Network.NetworkErr
 /** The `k`-th port after `port`, wrapping around within 1024–65535. */
 const portAfter = (port: number, k: number): number =>
   1024 + ((port - 1024 + k) % (65536 - 1024) + (65536 - 1024)) % (65536 - 1024)
-
-/** What every attempt shares: the server's settings and its cache. */
-interface Shared {
-  readonly software: StunAttribute.StunAttribute | undefined
-  readonly rfc3489: boolean
-  readonly cache: Map<string, CacheEntry>
-  readonly ttl: number
-  readonly maxEntries: number
-  readonly now: () => number
-}
 
 interface Bound {
   readonly state: State
