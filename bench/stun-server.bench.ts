@@ -15,7 +15,9 @@
  *   keeps `window` Binding requests in flight (closed loop, no retransmissions: a request unanswered after
  *   `timeoutMs` is counted as lost), warms up, then counts the valid answers of the measured window.
  * - Each round starts every server afresh, in turn, so slow drifts of the machine touch all of them alike; the
- *   median of the rounds is reported (each of answers/s and CPU per answer separately).
+ *   median of the rounds is reported (each of answers/s and CPU per answer separately). The generator also reads
+ *   the whole machine's busy time (`/proc/stat`): a window in which other programs took more than a quarter of a
+ *   core is measured again (at most twice), and the report warns when the medians are still disturbed.
  * - Everything is on a random `127.A.B.0/24` block (`pickLoopbackAddresses`), ports are port 0 or found free at
  *   run time, and every child is killed by its PID at the end, on error and on SIGINT/SIGTERM.
  *
@@ -51,12 +53,19 @@ const coturnThreads = process.env.BENCH_COTURN_THREADS !== undefined
   ? Math.max(0, Math.floor(Number(process.env.BENCH_COTURN_THREADS)))
   : 1
 const timeoutMs = 500
+/** A window during which other programs used more than this (in cores) is measured again, at most `maxRetries`. */
+const busyThreshold = 0.25
+const maxRetries = 2
 const readyTimeoutMs = 15_000
 
-type ServerName = "effect-ice" | "echo" | "stun" | "coturn"
-const allServers: ReadonlyArray<ServerName> = ["effect-ice", "echo", "stun", "coturn"]
+type ServerName = "effect-ice" | "effect-ice-nocache" | "echo" | "stun" | "coturn"
+const defaultServers: ReadonlyArray<ServerName> = ["effect-ice", "echo", "stun", "coturn"]
+/** Not run by default: effect-ice with the retransmission cache off (`maxCacheEntries: 0`), to see what it costs. */
+const extraServers: ReadonlyArray<ServerName> = ["effect-ice-nocache"]
 const selected = (process.env.BENCH_SERVERS ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "")
-const servers = selected.length === 0 ? allServers : allServers.filter((name) => selected.includes(name))
+const servers = selected.length === 0
+  ? defaultServers
+  : [...defaultServers, ...extraServers].filter((name) => selected.includes(name))
 
 // ---------------------------------------------------------------------------------------------------------------
 // Children
@@ -180,8 +189,13 @@ interface RunningServer {
   readonly diagnostics: () => string
 }
 
-const startNodeServer = async (file: string, name: string, ip: string): Promise<RunningServer> => {
-  const server = node(file, [ip])
+const startNodeServer = async (
+  file: string,
+  name: string,
+  args: ReadonlyArray<string>,
+  ip: string
+): Promise<RunningServer> => {
+  const server = node(file, args)
   try {
     const port = await readyLine(server, name)
     if (!(await probe(ip, port, () => isRunning(server.child)))) throw new Error(`${name} does not answer`)
@@ -250,11 +264,13 @@ const startCoturn = async (ip: string): Promise<RunningServer> => {
 const startServer = (name: ServerName, ip: string): Promise<RunningServer> => {
   switch (name) {
     case "effect-ice":
-      return startNodeServer("effect-ice-server.ts", name, ip)
+      return startNodeServer("effect-ice-server.ts", name, [ip], ip)
+    case "effect-ice-nocache":
+      return startNodeServer("effect-ice-server.ts", name, [ip, "--no-cache"], ip)
     case "echo":
-      return startNodeServer("echo-server.ts", name, ip)
+      return startNodeServer("echo-server.ts", name, [ip], ip)
     case "stun":
-      return startNodeServer("stun-package-server.ts", name, ip)
+      return startNodeServer("stun-package-server.ts", name, [ip], ip)
     case "coturn":
       return startCoturn(ip)
   }
@@ -269,6 +285,8 @@ interface Sample {
   readonly cpuUsPerAnswer: number
   readonly serverCpu: number
   readonly generatorCpu: number
+  /** CPU used by everything else on the machine during the window, in cores. */
+  readonly otherCpu: number
   readonly result: LoadResult
 }
 
@@ -306,11 +324,13 @@ const measureOnce = async (name: ServerName, serverIp: string, generatorIp: stri
     if (result.answers === 0) throw new Error(`${name} answered nothing\n${server.diagnostics()}`)
     const seconds = result.elapsedNs / 1e9
     const serverSeconds = result.serverTicks / clockTicks
+    const generatorSeconds = result.generatorCpuUs / 1e6
     return {
       answersPerSec: result.answers / seconds,
       cpuUsPerAnswer: (serverSeconds * 1e6) / result.answers,
       serverCpu: serverSeconds / seconds,
-      generatorCpu: result.generatorCpuUs / 1e6 / seconds,
+      generatorCpu: generatorSeconds / seconds,
+      otherCpu: Math.max(0, result.machineBusyTicks / clockTicks - serverSeconds - generatorSeconds) / seconds,
       result
     }
   } finally {
@@ -362,13 +382,22 @@ const main = async () => {
   const samples = new Map<ServerName, Array<Sample>>(names.map((name) => [name, []]))
   for (let round = 1; round <= rounds; round++) {
     for (const name of names) {
-      const sample = await measureOnce(name, serverIp!, generatorIp!)
+      let sample = await measureOnce(name, serverIp!, generatorIp!)
+      // Other programs took CPU during the window: measure again (at most twice) before settling for it.
+      for (let retry = 0; retry < maxRetries && sample.otherCpu > busyThreshold; retry++) {
+        console.log(
+          `round ${round} ${name.padEnd(10)} disturbed (other CPU ${percent(sample.otherCpu)}), measuring again`
+        )
+        await sleep(1_000)
+        sample = await measureOnce(name, serverIp!, generatorIp!)
+      }
       samples.get(name)!.push(sample)
       const r = sample.result
       console.log(
         `round ${round} ${name.padEnd(10)} ${int(sample.answersPerSec).padStart(9)} answers/s  ` +
           `${sample.cpuUsPerAnswer.toFixed(2).padStart(6)} µs CPU/answer  server CPU ${percent(sample.serverCpu)}  ` +
-          `generator CPU ${percent(sample.generatorCpu)}  lost ${r.lost}  stale ${r.stale}  invalid ${r.invalid}`
+          `generator CPU ${percent(sample.generatorCpu)}  other CPU ${percent(sample.otherCpu)}  lost ${r.lost}  ` +
+          `stale ${r.stale}  invalid ${r.invalid}`
       )
     }
   }
@@ -382,6 +411,7 @@ const main = async () => {
         cpuUsPerAnswer: median(list.map((s) => s.cpuUsPerAnswer)),
         serverCpu: median(list.map((s) => s.serverCpu)),
         generatorCpu: median(list.map((s) => s.generatorCpu)),
+        otherCpu: median(list.map((s) => s.otherCpu)),
         lost: list.reduce((n, s) => n + s.result.lost, 0),
         invalid: list.reduce((n, s) => n + s.result.invalid, 0),
         first: list[0]!.result.firstAnswer
@@ -397,6 +427,7 @@ const main = async () => {
     "ours/theirs",
     "server CPU",
     "generator CPU",
+    "other CPU",
     "lost",
     "answer bytes"
   ]]
@@ -411,6 +442,7 @@ const main = async () => {
       peer ? ratio(ours.cpuUsPerAnswer / s.cpuUsPerAnswer) : "",
       percent(s.serverCpu),
       percent(s.generatorCpu),
+      percent(s.otherCpu),
       String(s.lost),
       name === "echo" ? "20 (echo)" : String(s.first?.size ?? "-")
     ])
@@ -420,7 +452,11 @@ const main = async () => {
     "ours/theirs: effect-ice's figure divided by the peer's (answers/s: above 1 means effect-ice answers more; " +
       "CPU µs/answer: below 1 means effect-ice spends less)."
   )
-  console.log("CPU = utime + stime of the server process (all threads) over the measured window, from /proc.")
+  console.log(
+    "CPU = utime + stime of the server process (all threads) over the measured window, from /proc/<pid>/stat; " +
+      "100% = one core. Other CPU: the rest of the machine's busy time (/proc/stat) in the window; when it is " +
+      "high, the figures are disturbed."
+  )
   for (const name of names) {
     const first = summary.get(name)!.first
     if (first === undefined) continue
@@ -429,6 +465,13 @@ const main = async () => {
   }
   console.log("")
 
+  const busy = names.filter((name) => summary.get(name)!.otherCpu > busyThreshold)
+  if (busy.length > 0) {
+    console.log(
+      `WARNING: other programs used more than a quarter of a core while ${busy.join(", ")} ran: those figures ` +
+        "(answers/s above all) are disturbed; run again on a quiet machine."
+    )
+  }
   const echo = summary.get("echo")
   const stun = summary.get("stun")
   if (ours !== undefined && echo !== undefined) {

@@ -12,8 +12,10 @@
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Data, Duration, Effect, Either, Option } from "effect"
+import { Console, Data, Duration, Effect, Either, Fiber, Option, TestClock, TestContext } from "effect"
 import type { Scope } from "effect"
+import * as NatBehavior from "./NatBehavior.js"
+import * as NatDiscovery from "./NatDiscovery.js"
 import type { NetworkError } from "./Network.js"
 import { Network } from "./Network.js"
 import * as StunMessage from "./StunMessage.js"
@@ -21,6 +23,7 @@ import * as StunServer from "./StunServer.js"
 import * as StunTransaction from "./StunTransaction.js"
 import type { SocketAddress } from "./TransportAddress.js"
 import * as TransportAddress from "./TransportAddress.js"
+import * as VirtualNetwork from "./VirtualNetwork.js"
 
 /**
  * What `effect-ice stun` learnt from one server.
@@ -221,6 +224,164 @@ export const stunServer = (options: {
     return yield* Effect.never
   }))
 
+/**
+ * A report in a JSON-friendly shape: addresses as `ip:port` strings, durations in milliseconds.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const reportToJson = (report: NatDiscovery.NatReport) => ({
+  server: TransportAddress.format(report.server),
+  otherAddress: TransportAddress.format(report.otherAddress),
+  responseOrigin: formatAddress(report.responseOrigin),
+  local: TransportAddress.format(report.local),
+  mapped: TransportAddress.format(report.mapped),
+  natPresent: report.natPresent,
+  mapping: report.mapping,
+  filtering: report.filtering,
+  classicalName: report.classicalName,
+  hairpinning: report.hairpinning,
+  lifetime: report.lifetime === "untested"
+    ? "untested"
+    : { lowerBoundMs: report.lifetime.lowerBoundMs, upperBoundMs: report.lifetime.upperBoundMs ?? null },
+  directPathLikely: report.directPathLikely,
+  algDetected: report.algDetected,
+  roundTripMs: Duration.toMillis(report.roundTrip)
+})
+
+/**
+ * Runs an effect in virtual time: the clock is a `TestClock` advanced in steps of `step` until the effect ends,
+ * so a simulation of minutes finishes in milliseconds. Bounded: fails with `VirtualTimeExceeded` after `limit` of
+ * virtual time.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const runInVirtualTime = <A, E>(
+  effect: Effect.Effect<A, E, Scope.Scope>,
+  options: { readonly step?: Duration.DurationInput; readonly limit?: Duration.DurationInput } = {}
+): Effect.Effect<A, E | VirtualTimeExceeded> =>
+  Effect.gen(function*() {
+    const step = Duration.decode(options.step ?? "100 millis")
+    const steps = Math.ceil(Duration.toMillis(options.limit ?? "1 hour") / Duration.toMillis(step))
+    const fiber = yield* Effect.fork(Effect.scoped(effect))
+    for (let i = 0; i < steps; i++) {
+      const done = yield* Fiber.poll(fiber)
+      if (Option.isSome(done)) return yield* Fiber.join(fiber)
+      yield* TestClock.adjust(step)
+    }
+    yield* Fiber.interrupt(fiber)
+    return yield* Effect.fail(new VirtualTimeExceeded({ limitMs: steps * Duration.toMillis(step) }))
+  }).pipe(Effect.provide(TestContext.TestContext))
+
+/**
+ * A virtual-time run did not finish within its limit.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VirtualTimeExceeded extends Data.TaggedError("VirtualTimeExceeded")<{ readonly limitMs: number }> {
+  override get message(): string {
+    return `the simulation did not finish within ${this.limitMs / 1000} s of virtual time`
+  }
+}
+
+/**
+ * The simulated world `nat-type --simulate` runs in: a STUN server with two public addresses (RFC 5780) and one
+ * host in a site behind a NAT with the given behaviour (external address 203.0.113.1). Returns the report.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const simulateDiscovery = (
+  behaviour: NatBehavior.NatBehavior,
+  options: { readonly lifetime: boolean }
+): Effect.Effect<NatDiscovery.NatReport, NatDiscovery.NatDiscoveryError | VirtualNetwork.TopologyError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const world = yield* VirtualNetwork.make()
+    const stunHost = yield* world.addHost({ name: "stun", addresses: ["198.51.100.1", "198.51.100.2"] })
+    yield* world.addSite({ name: "home", nat: behaviour, externalAddresses: ["203.0.113.1"] })
+    const client = yield* world.addHost({ name: "client", addresses: ["192.168.1.10"], site: "home" })
+    const server = yield* StunServer.make({ address: "198.51.100.1", port: 3478, alternateAddress: "198.51.100.2" })
+      .pipe(
+        Effect.provide(VirtualNetwork.layer(stunHost)),
+        Effect.orDie
+      )
+    return yield* NatDiscovery.discover({
+      server: server.primary,
+      tests: { hairpinning: true, lifetime: options.lifetime ? { max: "10 minutes", precision: "1 second" } : false }
+    }).pipe(Effect.provide(VirtualNetwork.layer(client)))
+  })
+
+/**
+ * The `nat-type` command's work: RFC 5780 discovery against a server (or, with `--simulate`, inside the
+ * simulator behind a NAT of the given behaviour), printed as one line or as JSON.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const natType = (options: {
+  readonly server: Option.Option<string>
+  readonly simulate: Option.Option<string>
+  readonly lifetime: boolean
+  readonly json: boolean
+}): Effect.Effect<void, NatDiscovery.NatDiscoveryError | TargetError | VirtualTimeExceeded, Network> =>
+  Effect.gen(function*() {
+    let report: NatDiscovery.NatReport
+    if (Option.isSome(options.simulate)) {
+      const pair = NatBehavior.parsePair(options.simulate.value)
+      if (pair === undefined) {
+        return yield* Effect.fail(
+          new TargetError({ input: options.simulate.value, reason: "expected MAPPING/FILTERING, for example EIM/APDF" })
+        )
+      }
+      const behaviour = NatBehavior.make(pair.mapping, pair.filtering, {
+        portAssignment: pair.mapping === "endpoint-independent" ? "preserving" : "random"
+      })
+      report = yield* runInVirtualTime(simulateDiscovery(behaviour, { lifetime: options.lifetime }), {
+        step: "50 millis"
+      }).pipe(Effect.catchTag("TopologyError", (e) => Effect.die(e)))
+      if (!options.json) {
+        yield* Console.log(
+          `simulated NAT ${options.simulate.value.toUpperCase()} (${
+            NatBehavior.classicalName(pair.mapping, pair.filtering)
+          }): STUN server 198.51.100.1:3478 / 198.51.100.2:3479, client 192.168.1.10 behind 203.0.113.1`
+        )
+      }
+    } else {
+      if (Option.isNone(options.server)) {
+        return yield* Effect.fail(
+          new TargetError({ input: "", reason: "give --server host:port (an RFC 5780 server) or --simulate EIM/APDF" })
+        )
+      }
+      const server = yield* resolveTarget(options.server.value, 3478)
+      report = yield* NatDiscovery.discover({
+        server,
+        tests: { hairpinning: true, lifetime: options.lifetime }
+      })
+    }
+    yield* Console.log(options.json ? JSON.stringify(reportToJson(report)) : NatDiscovery.format(report))
+  })
+
+const natTypeCommand = Command.make(
+  "nat-type",
+  {
+    server: Options.text("server").pipe(
+      Options.withDescription("an RFC 5780 STUN server (two IPs), host:port; port 3478 by default"),
+      Options.optional
+    ),
+    simulate: Options.text("simulate").pipe(
+      Options.withDescription("run inside the simulator behind a NAT with this behaviour, e.g. EIM/APDF"),
+      Options.optional
+    ),
+    lifetime: Options.boolean("lifetime").pipe(
+      Options.withDescription("also measure the mapping lifetime (RFC 5780 §4.6; takes up to minutes on a real NAT)")
+    ),
+    json: Options.boolean("json").pipe(Options.withDescription("print the report as one JSON object"))
+  },
+  natType
+).pipe(Command.withDescription("Discover NAT mapping and filtering behaviour the RFC 5780 way"))
+
 const stunCommand = Command.make(
   "stun",
   {
@@ -257,8 +418,8 @@ const stunServerCommand = Command.make(
  * @category commands
  */
 export const command = Command.make("effect-ice").pipe(
-  Command.withDescription("NAT traversal tools: STUN client and server"),
-  Command.withSubcommands([stunCommand, stunServerCommand])
+  Command.withDescription("NAT traversal tools: STUN client and server, NAT type discovery"),
+  Command.withSubcommands([stunCommand, stunServerCommand, natTypeCommand])
 )
 
 /**

@@ -19,7 +19,7 @@
 import { Option } from "effect"
 import { readUtf8, utf8Length, writeUtf8 } from "./internal/utf8.js"
 import type { Family, SocketAddress } from "./TransportAddress.js"
-import { formatIPv4, formatIPv6, ipToBytes } from "./TransportAddress.js"
+import { formatIPv4, formatIPv6, parseIPv4Into, parseIPv6 } from "./TransportAddress.js"
 
 /**
  * Attribute type codes (IANA "STUN Attributes" registry).
@@ -1066,18 +1066,30 @@ export const valueLength = (attribute: StunAttribute): number => {
 }
 
 const writeAddress = (buffer: Uint8Array, o: number, address: SocketAddress, xor: boolean): void => {
-  const bytes = Option.getOrUndefined(ipToBytes(address.ip))
   const family = address.family
   buffer[o] = 0
   buffer[o + 1] = familyCode(family)
   writeU16(buffer, o + 2, xor ? (address.port ^ 0x2112) : address.port)
-  const n = family === "IPv4" ? 4 : 16
-  if (bytes === undefined || bytes.length !== n) {
-    // Validated by `StunMessage.encode` before writing; unreachable for addresses built by TransportAddress.
-    throw new TypeError(`invalid ${family} address ${address.ip}`)
+  if (family === "IPv4") {
+    // The common case, parsed straight into the message.
+    if (!parseIPv4Into(address.ip, buffer, o + 4)) throw new TypeError(`invalid IPv4 address ${address.ip}`)
+    if (xor) {
+      buffer[o + 4] ^= 0x21
+      buffer[o + 5] ^= 0x12
+      buffer[o + 6] ^= 0xa4
+      buffer[o + 7] ^= 0x42
+    }
+    return
   }
-  for (let i = 0; i < n; i++) buffer[o + 4 + i] = xor ? bytes[i]! ^ buffer[4 + i]! : bytes[i]!
+  const bytes = Option.getOrUndefined(parseIPv6(address.ip))
+  if (bytes === undefined) {
+    // Validated by `StunMessage.encode` before writing; unreachable for addresses built by TransportAddress.
+    throw new TypeError(`invalid IPv6 address ${address.ip}`)
+  }
+  for (let i = 0; i < 16; i++) buffer[o + 4 + i] = xor ? bytes[i]! ^ buffer[4 + i]! : bytes[i]!
 }
+
+const scratch = new Uint8Array(4)
 
 const inRange = (v: number, max: number): boolean => Number.isInteger(v) && v >= 0 && v <= max
 const maxTieBreaker = 0xffffffffffffffffn
@@ -1107,8 +1119,10 @@ export const validate = (attribute: StunAttribute): string | undefined => {
     case "OtherAddress":
     case "SourceAddress":
     case "ChangedAddress": {
-      const bytes = Option.getOrUndefined(ipToBytes(attribute.address.ip))
-      if (bytes === undefined || bytes.length !== (attribute.address.family === "IPv4" ? 4 : 16)) {
+      const valid = attribute.address.family === "IPv4"
+        ? parseIPv4Into(attribute.address.ip, scratch, 0)
+        : Option.isSome(parseIPv6(attribute.address.ip))
+      if (!valid) {
         return `${attribute._tag}: ${attribute.address.ip} is not an ${attribute.address.family} address`
       }
       return inRange(attribute.address.port, 0xffff) ? undefined : `${attribute._tag}: invalid port`

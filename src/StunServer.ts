@@ -60,14 +60,18 @@
  * RESPONSE-ADDRESS is never obeyed, since it would let anyone aim the server at a third party. `rfc3489: false`
  * drops these messages as not STUN.
  *
- * Retransmissions (RFC 8489 §6.3.1). Over UDP every response (success or error) is kept for `responseCacheTtl`
+ * Retransmissions (RFC 8489 §6.3.1). By default a retransmitted Binding request is answered by recomputing the
+ * response: Binding is idempotent and the answer depends only on the request, the receiving socket and the source,
+ * so the bytes are the same, and the server keeps no state for unauthenticated clients (§6.3.1: remembering
+ * responses "is inappropriate for any requests which are not authenticated"). With `cacheResponses: true`, over
+ * UDP every response (success or error) is kept for `responseCacheTtl`
  * (default 40 s, the "last 40 seconds" of §6.3.1, Ti = 39.5 s plus a margin) under the key (receiving socket,
  * source address, the 16 bytes of cookie and transaction id); a retransmitted request (same key, and the same size
  * and CRC-32 as the original, so the same bytes) gets the same bytes again from the same socket to the same
  * destination without being decoded; a different request under a used transaction id is answered afresh. Entries expire on Effect's
  * `Clock`: a lookup checks the expiry, and one sweeper fiber removes expired entries every half TTL. The cache holds
- * at most `maxCacheEntries` responses; when full, the oldest is evicted, so a flood of distinct requests costs a
- * bounded amount of memory. Responses with PADDING are not cached (they can be as large as a datagram); since
+ * at most `maxCacheEntries` responses; when full, the oldest is evicted in O(1) (a ring of keys in insertion
+ * order), so a flood of distinct requests costs a bounded amount of memory and time. Responses with PADDING are not cached (they can be as large as a datagram); since
  * Binding is idempotent and the response depends only on the request, the socket and the source, recomputing gives
  * the same bytes, which §6.3.1 allows. TCP needs no cache: a reliable transport has no retransmissions (§6.2.2).
  *
@@ -163,7 +167,12 @@ export interface Options {
   readonly software?: string | undefined
   /** Also listen on TCP, on the same endpoints as UDP (default true). */
   readonly tcp?: boolean | undefined
-  /** How long UDP responses are kept for retransmissions (default {@link defaultResponseCacheTtl}); 0 disables. */
+  /**
+   * Keep UDP responses for retransmissions (default false: Binding is idempotent, so a retransmission is answered
+   * by recomputing the same bytes; RFC 8489 §6.3.1 calls remembering unauthenticated responses inappropriate).
+   */
+  readonly cacheResponses?: boolean | undefined
+  /** How long cached responses are kept (default {@link defaultResponseCacheTtl}); 0 disables the cache. */
   readonly responseCacheTtl?: Duration.DurationInput | undefined
   /** The most cached responses (default {@link defaultMaxCacheEntries}); 0 disables the cache. */
   readonly maxCacheEntries?: number | undefined
@@ -285,6 +294,12 @@ interface Shared {
   readonly software: StunAttribute.StunAttribute | undefined
   readonly rfc3489: boolean
   readonly cache: Map<string, CacheEntry>
+  /** Insertion order, as a ring of `maxEntries` slots: the slot to fill next holds the oldest entry. */
+  readonly ring: {
+    readonly keys: Array<string | undefined>
+    readonly entries: Array<CacheEntry | undefined>
+    next: number
+  }
   readonly ttl: number
   readonly maxEntries: number
   readonly now: () => number
@@ -347,7 +362,9 @@ const encodeResponse = (
 ): Uint8Array => {
   const bytes = StunMessage.unsafeEncode(
     StunMessage.make(cls, method, request.subarray(8, 20), attributes),
-    { fingerprint: !legacy }
+    // Every attribute is built here from the server's own socket addresses, the request's source and checked
+    // request values, so validating them again per answer would be wasted work.
+    { fingerprint: !legacy, validate: false }
   )
   if (legacy) bytes.set(request.subarray(4, 8), 4)
   return bytes
@@ -373,15 +390,23 @@ const respond = (
   state.sockets[from]!.unsafeSend(bytes, to)
   if (key === undefined) return
   const cache = state.cache
-  if (cache.size >= state.maxEntries) cache.delete(cache.keys().next().value!)
-  cache.set(key, {
+  const ring = state.ring
+  // O(1) eviction of the oldest entry: the ring slot about to be reused (if that entry is still the current one
+  // for its key). `Map.keys().next()` would walk over the holes deletions leave at the front of the map.
+  const oldKey = ring.keys[ring.next]
+  if (oldKey !== undefined && cache.get(oldKey) === ring.entries[ring.next]) cache.delete(oldKey)
+  const entry: CacheEntry = {
     bytes,
     from,
     to,
     requestLength: request.length,
     requestCrc: crc32(request, 0, request.length),
     expiresAt: state.now() + state.ttl
-  })
+  }
+  cache.set(key, entry)
+  ring.keys[ring.next] = key
+  ring.entries[ring.next] = entry
+  ring.next = ring.next + 1 === state.maxEntries ? 0 : ring.next + 1
 }
 
 /** Sends an error response from the receiving socket to the request's source. */
@@ -704,13 +729,16 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
     const scope = yield* Effect.scope
     const clock = yield* Effect.clock
     const ttl = Duration.toMillis(Duration.decode(options.responseCacheTtl ?? defaultResponseCacheTtl))
-    const maxEntries = ttl > 0 ? Math.max(0, Math.floor(options.maxCacheEntries ?? defaultMaxCacheEntries)) : 0
+    const maxEntries = options.cacheResponses === true && ttl > 0
+      ? Math.max(0, Math.floor(options.maxCacheEntries ?? defaultMaxCacheEntries))
+      : 0
     const softwareText = [...(options.software ?? defaultSoftware)].slice(0, 127).join("")
     const cache = new Map<string, CacheEntry>()
     const shared: Shared = {
       software: softwareText === "" ? undefined : StunAttribute.software(softwareText),
       rfc3489: options.rfc3489 ?? true,
       cache,
+      ring: { keys: new Array(maxEntries), entries: new Array(maxEntries), next: 0 },
       ttl,
       maxEntries,
       now: () => clock.unsafeCurrentTimeMillis()

@@ -72,27 +72,47 @@ export class AddressParseError extends Data.TaggedError("AddressParseError")<{
   }
 }
 
-const decimalOctet = /^(?:0|[1-9][0-9]{0,2})$/
+/**
+ * Parses a dotted-quad IPv4 address into `out[offset..offset+4)` without allocating, and tells whether it was one.
+ * Leading zeros are refused (they are octal to some parsers, so accepting them would make the same text mean two
+ * addresses). On failure `out` may have been partly written.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
+export const parseIPv4Into = (text: string, out: Uint8Array, offset: number): boolean => {
+  const length = text.length
+  if (length < 7 || length > 15) return false
+  let part = 0
+  let value = 0
+  let digits = 0
+  for (let i = 0; i <= length; i++) {
+    const c = i === length ? 46 : text.charCodeAt(i) // a final "." closes the last octet
+    if (c === 46) {
+      if (digits === 0 || part > 3) return false
+      out[offset + part++] = value
+      value = 0
+      digits = 0
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return false // a leading zero
+      value = value * 10 + (c - 48)
+      if (++digits > 3 || value > 255) return false
+    } else {
+      return false
+    }
+  }
+  return part === 4
+}
 
 /**
- * Parses a dotted-quad IPv4 address into its 4 bytes. Leading zeros are refused (they are octal to some
- * parsers, so accepting them would make the same text mean two addresses).
+ * Parses a dotted-quad IPv4 address into its 4 bytes (see {@link parseIPv4Into}).
  *
  * @since 0.1.0
  * @category parsing
  */
 export const parseIPv4 = (text: string): Option.Option<Uint8Array> => {
-  const parts = text.split(".")
-  if (parts.length !== 4) return Option.none()
   const out = new Uint8Array(4)
-  for (let i = 0; i < 4; i++) {
-    const part = parts[i]!
-    if (!decimalOctet.test(part)) return Option.none()
-    const value = Number(part)
-    if (value > 255) return Option.none()
-    out[i] = value
-  }
-  return Option.some(out)
+  return parseIPv4Into(text, out, 0) ? Option.some(out) : Option.none()
 }
 
 const hexGroup = /^[0-9a-fA-F]{1,4}$/

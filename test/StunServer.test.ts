@@ -25,6 +25,7 @@ const a2 = "192.0.2.2"
 const clientIp = "198.51.100.7"
 const v4 = (ip: string, port: number): SocketAddress => ({ family: "IPv4", ip, port })
 const rfc5780: StunServer.Options = { address: a1, alternateAddress: a2, port: 3478, alternatePort: 3479 }
+const caching: StunServer.Options = { ...rfc5780, cacheResponses: true }
 
 const { Binding } = StunMessage.StunMethod
 const { ErrorResponse, Indication, Request, SuccessResponse } = StunMessage.StunClass
@@ -215,10 +216,29 @@ describe("StunServer over UDP", () => {
       }
     }))
 
-  it.scoped("a retransmission gets the cached bytes until exactly the TTL; then the answer is recomputed", () =>
+  it.scoped("by default a retransmission is answered by recomputing: identical bytes, no state kept", () =>
     Effect.gen(function*() {
       const { clientHost, serverHost } = yield* setup
       const server = yield* start(serverHost, rfc5780)
+      const client = yield* rawUdp(clientHost, 5000)
+      const cached = yield* served("udp", "request", "binding", "cached")
+      const successes = yield* served("udp", "request", "binding", "success")
+      const bytes = request(7)
+      yield* client.send(bytes, server.primary)
+      yield* advanceTo(500)
+      yield* client.send(bytes, server.primary) // RFC 8489 §6.2.1: the first retransmission, 500 ms later
+      yield* advanceTo(600)
+      assert.deepStrictEqual(client.received.map((r) => r.at), [20, 520])
+      assert.deepStrictEqual(client.received[1]!.data, client.received[0]!.data)
+      assert.strictEqual(server.cachedResponses(), 0)
+      assert.strictEqual(yield* served("udp", "request", "binding", "cached"), cached)
+      assert.strictEqual(yield* served("udp", "request", "binding", "success"), successes + 2)
+    }))
+
+  it.scoped("a retransmission gets the cached bytes until exactly the TTL; then the answer is recomputed", () =>
+    Effect.gen(function*() {
+      const { clientHost, serverHost } = yield* setup
+      const server = yield* start(serverHost, caching)
       const client = yield* rawUdp(clientHost, 5000)
       const successes = yield* served("udp", "request", "binding", "success")
       const cached = yield* served("udp", "request", "binding", "cached")
@@ -254,7 +274,7 @@ describe("StunServer over UDP", () => {
   it.scoped("the cache is keyed by source and transaction id, and a different request under the same id is new", () =>
     Effect.gen(function*() {
       const { clientHost, serverHost } = yield* setup
-      const server = yield* start(serverHost, rfc5780)
+      const server = yield* start(serverHost, caching)
       const first = yield* rawUdp(clientHost, 5000)
       const second = yield* rawUdp(clientHost, 5001)
       const cached = yield* served("udp", "request", "binding", "cached")
@@ -274,7 +294,7 @@ describe("StunServer over UDP", () => {
   it.scoped("the cache stays bounded under a flood of distinct requests, evicting the oldest", () =>
     Effect.gen(function*() {
       const { clientHost, serverHost } = yield* setup
-      const server = yield* start(serverHost, { ...rfc5780, maxCacheEntries: 100 })
+      const server = yield* start(serverHost, { ...caching, maxCacheEntries: 100 })
       const client = yield* rawUdp(clientHost, 5000)
       for (let n = 0; n < 1000; n++) yield* client.send(request(n), server.primary)
       yield* TestClock.adjust("20 millis")
@@ -515,7 +535,7 @@ describe("StunServer RFC 5780", () => {
   it.scoped("PADDING makes the answer as long as the request and never longer; padded answers are not cached", () =>
     Effect.gen(function*() {
       const { clientHost, serverHost } = yield* setup
-      const server = yield* start(serverHost, rfc5780)
+      const server = yield* start(serverHost, caching)
       const client = yield* rawUdp(clientHost, 5000)
       // 20 header + 4 + 1476 PADDING + 8 FINGERPRINT: 1508 bytes, an MTU-sized request.
       const big = request(1, [StunAttribute.padding(1476)])

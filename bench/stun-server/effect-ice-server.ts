@@ -3,7 +3,9 @@
  * (`tcp: false`), on one IP and port 0, every other option at its default (SOFTWARE "effect-ice", the
  * retransmission cache of RFC 8489 §6.3.1 on, RFC 3489 answers on, no alternate address).
  *
- * Usage: `node --import tsx bench/stun-server/effect-ice-server.ts <ip>`. Prints `{"port":N}` on stdout once the
+ * `--no-cache` turns the retransmission cache off (`maxCacheEntries: 0`), to measure what it costs.
+ *
+ * Usage: `node --import tsx bench/stun-server/effect-ice-server.ts <ip> [--no-cache]`. Prints `{"port":N}` on stdout once the
  * socket is bound, and runs until killed.
  */
 import { Effect } from "effect"
@@ -12,9 +14,10 @@ import * as StunServer from "../../src/StunServer.js"
 import type { ServerReady } from "./protocol.js"
 
 const address = process.argv[2] ?? "127.0.0.1"
+const noCache = process.argv.includes("--no-cache")
 
 const program = Effect.gen(function*() {
-  const server = yield* StunServer.make({ address, port: 0, tcp: false })
+  const server = yield* StunServer.make({ address, port: 0, tcp: false, ...(noCache ? { maxCacheEntries: 0 } : {}) })
   const ready: ServerReady = { port: server.primary.port }
   process.stdout.write(JSON.stringify(ready) + "\n")
   return yield* Effect.never

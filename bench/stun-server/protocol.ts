@@ -28,6 +28,9 @@ export interface LoadResult {
   readonly elapsedNs: number
   /** The server's utime + stime over the window, in clock ticks. */
   readonly serverTicks: number
+  /** Every CPU's busy ticks over the window (`/proc/stat`: all but idle and iowait), and all ticks. */
+  readonly machineBusyTicks: number
+  readonly machineTotalTicks: number
   /** This generator's CPU time over the window, in µs (`process.cpuUsage`). */
   readonly generatorCpuUs: number
   /** Requests that timed out in the measured window. */
