@@ -339,7 +339,7 @@ export const natType = (options: {
         portAssignment: pair.mapping === "endpoint-independent" ? "preserving" : "random"
       })
       report = yield* runInVirtualTime(simulateDiscovery(behaviour, { lifetime: options.lifetime }), {
-        step: "50 millis"
+        step: "1 second"
       }).pipe(Effect.catchTag("TopologyError", (e) => Effect.die(e)))
       if (!options.json) {
         yield* Console.log(

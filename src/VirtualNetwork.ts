@@ -3,14 +3,56 @@
  * it unchanged. Time is Effect's `Clock` (a packet's flight is a sleep on the world's clock, so `TestClock.adjust`
  * moves the whole world) and randomness is Effect's `Random`; nothing reads the real clock.
  *
- * This first form has public hosts only: each host has one or more IPv4 and/or IPv6 addresses on the simulated
- * internet and a `Network.Service` of its own (`host.network`, or `layer(host)`).
+ * Topology. A world holds public hosts on the internet and sites. A site is a private network behind a router: it
+ * has an IPv4 NAT with an RFC 4787 behaviour (`NatBehavior`) and one or more external addresses, and/or public IPv6
+ * for its hosts with a filtering behaviour but no translation, a firewall (UDP blocked; only some TCP ports
+ * allowed), and an access link with latency, jitter, loss and MTU. A site may sit inside another site (`parent`):
+ * its external addresses are then addresses of the parent's private network, and its packets go through both NATs
+ * (carrier-grade NAT). Each site's private IPv4 space is its own (two sites may both use 192.168.1.2); IPv6
+ * addresses are global. Each host has a `Network.Service` of its own (`host.network`, or `layer(host)`).
  *
- * Latency. A packet between two different hosts takes `sender.latency + world.latency + receiver.latency`
- * one way: the world's `latency` (default 10 ms) is the internet's, a host's `latency` (default 0) is the extra
- * delay of its own access link. A packet from a host to one of its own addresses takes 0 ms: it is still delivered
- * asynchronously, by the world's delivery fiber, at the same virtual instant. Packets that fall due at the same
- * instant are delivered in the order they were sent, and a TCP connection never reorders its segments.
+ * Links and latency. A packet travels hop by hop: from node to node inside one network, where a node is a host, a
+ * site's router seen from its parent network, or a network's own router (its gateway). A hop costs the access link
+ * of the node it leaves (a host's `latency`, or a site's `latency` when its router sends up into the parent),
+ * plus the internet's `latency` (default 10 ms) when the hop crosses the internet, plus the access link of the
+ * node it reaches; a router's own side of its LAN costs nothing. So public host to public host is
+ * `a.latency + world.latency + b.latency`, as before sites existed; a private host to a public one adds the
+ * site's latency; two hosts of one site talk directly (`a.latency + b.latency`, no NAT); and a packet from a host
+ * to one of its own addresses takes 0 ms, still delivered asynchronously by the world's delivery fiber. Each link
+ * crossed adds a whole number of milliseconds of jitter drawn uniformly from [0, jitter], may drop a datagram with
+ * probability `loss` (reason `Loss`), and drops datagrams whose IP packet (payload + 8 bytes of UDP header + 20 of
+ * IPv4 or 40 of IPv6) is larger than its `mtu` (reason `Mtu`; fragmentation is not simulated). UDP may be
+ * reordered by jitter; TCP never is (a segment never arrives before an earlier segment of its connection), is
+ * never dropped for size (TCP fits its segments to the path), and is not lost: a loss on a link delays the segment
+ * by a retransmission timeout instead (1 s, doubling, RFC 6298 §2 and §5.5) and only the seventh loss in a row
+ * drops it. Packets that fall due at the same instant are handled in the order they were sent. Loss, jitter and
+ * random external ports are drawn from one generator seeded from the world's `Random` when the world is made (or
+ * from `seed`), so a seeded world drops the same packets every run.
+ *
+ * NAT (RFC 4787). A router handles a packet when the packet reaches it (not when it was sent). Outbound, the
+ * packet's internal endpoint gets a mapping: one per internal endpoint (endpoint-independent mapping), per
+ * internal endpoint and destination IP (address-dependent), or per internal endpoint and destination IP and port
+ * (address-and-port-dependent). A new mapping takes an external IP by paired pooling (an internal IP keeps the
+ * external IP it was first given, REQ-2) and an external port by the behaviour's `portAssignment`: `preserving`
+ * (the internal port when free on that IP, otherwise the next free one), `sequential` (counting up from 49152
+ * across all mappings), or `random` (a random port of 1024–65535, then the next free one). Every outbound packet
+ * records its destination in the mapping and refreshes it: a mapping expires exactly `mappingLifetimeMs` after its
+ * last outbound packet (REQ-6), checked against the clock when a packet asks, no timer per mapping; inbound packets
+ * refresh it only with `inboundRefresh`. Inbound, a packet to an external endpoint without a mapping is dropped
+ * (`NoMapping`), to an expired one `MappingExpired`, and one whose source the filtering behaviour does not admit
+ * `Filtered` (endpoint-independent: anyone; address-dependent: an IP the mapping sent to; address-and-port-
+ * dependent: an IP and port it sent to); otherwise its destination is rewritten to the internal endpoint. A packet
+ * from inside to the NAT's own external address is hairpinned (RFC 4787 §6): translated out (its source becomes
+ * the sender's mapping), then handled as inbound (filtering included) when `hairpinning` is on, dropped
+ * (`NoHairpin`) when off. TCP (RFC 5382): an outbound SYN creates a mapping with the same behaviours, other
+ * outbound segments need one; an inbound SYN is filtered like any inbound packet and dropped without an answer when
+ * there is no mapping (no port forwarding), so a connect to a NAT fails with `ConnectFailed`. TCP mappings live
+ * `tcpMappingLifetime` (default 2 h 4 min, RFC 5382 REQ-5) and are refreshed by segments in both directions.
+ *
+ * IPv6 in a site needs no translation: a host's IPv6 addresses are public, and the router keeps "pinholes" with
+ * the same semantics as endpoint-independent mappings that leave the address alone, filtered by the site's IPv6
+ * filtering behaviour. The firewall (`blockUdp`, `allowTcpPorts`) applies to every packet that crosses the router,
+ * in either direction and in both families, but not to hairpinned ones.
  *
  * UDP. `bindUdp` accepts one of the host's addresses or the wildcard of a family the host has; port 0 takes the
  * next free ephemeral port from a per-host counter starting at 49152, `portRange` starts from a random port of the
@@ -28,12 +70,10 @@
  * later; a segment for a connection that no longer exists is answered with an RST, which fails the peer's
  * `closed` with `ConnectionReset`.
  *
- * Every packet goes through one function, `route`, which resolves its destination and returns either a delivery
- * (the receiving node, the packet as it arrives, the one-way latency) or a drop with its reason. The world counts
- * packets sent and delivered, and every drop by reason, and keeps a bounded log of drops; with `trace: true` it
- * also keeps a bounded log of every packet sent, delivered and dropped. NAT routers (RFC 4787 mapping and
- * filtering, hairpinning, lifetimes) slot into `route`: a site's router rewrites the source on the way out and
- * filters and rewrites the destination on the way in, adding its links' latency or returning a drop.
+ * Accounting. The world counts packets sent by hosts and delivered to hosts, and every drop by reason, and keeps a
+ * bounded log of drops (where, why, and for router and link drops a detail such as "filtered by APDF at NAT a");
+ * with `trace: true` it also keeps a bounded log of every packet sent, forwarded by a router (with the addresses
+ * before and after its rewrite), delivered and dropped, which `formatTraceEvent` turns into text.
  *
  * @since 0.1.0
  */
@@ -48,10 +88,15 @@ import {
   FiberHandle,
   FiberId,
   FiberSet,
+  Hash,
   Layer,
   Option,
-  Random
+  Random,
+  Utils
 } from "effect"
+import type { Binding } from "./internal/natTable.js"
+import { BindingTable, expiresAt, permits } from "./internal/natTable.js"
+import * as NatBehavior from "./NatBehavior.js"
 import * as Network from "./Network.js"
 import * as TransportAddress from "./TransportAddress.js"
 
@@ -62,16 +107,58 @@ import * as TransportAddress from "./TransportAddress.js"
 /**
  * Why the simulator dropped a packet.
  *
- * - `NoHost`: no node of the world has the destination IP.
+ * - `NoHost`: no node of the world has the destination IP (also: an IPv4 packet leaving a site that has no NAT, an
+ *   IPv6 packet leaving or entering a site without IPv6).
  * - `PortUnreachable`: the destination host has no socket (UDP) or listener (TCP SYN) on that port.
  * - `SocketClosed`: the socket or connection the packet was for has closed.
  * - `FamilyMismatch`: an IPv4 socket sent to an IPv6 address or the other way round (the send also fails).
  * - `ReceiveBufferFull`: the socket has no handler and already holds `Network.maxPendingDatagrams` datagrams.
+ * - `Filtered`: a NAT's (or an IPv6 router's) filtering behaviour does not admit the sender.
+ * - `NoMapping`: an inbound packet to an external endpoint (IPv6: an internal endpoint) with no mapping (pinhole);
+ *   an outbound TCP segment other than SYN without one; or no free external port.
+ * - `MappingExpired`: the mapping exists but its lifetime has passed since its last refresh.
+ * - `NoHairpin`: a packet from inside to the NAT's own external address, with hairpinning off.
+ * - `Blocked`: the site's firewall (UDP blocked, or a TCP port not allowed).
+ * - `Mtu`: a datagram larger than a link's MTU.
+ * - `Loss`: a link's random loss.
  *
  * @since 0.1.0
  * @category models
  */
-export type DropReason = "NoHost" | "PortUnreachable" | "SocketClosed" | "FamilyMismatch" | "ReceiveBufferFull"
+export type DropReason =
+  | "NoHost"
+  | "PortUnreachable"
+  | "SocketClosed"
+  | "FamilyMismatch"
+  | "ReceiveBufferFull"
+  | "Filtered"
+  | "NoMapping"
+  | "MappingExpired"
+  | "NoHairpin"
+  | "Blocked"
+  | "Mtu"
+  | "Loss"
+
+/**
+ * Every drop reason, in the order `Stats.dropped` lists them.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const dropReasons: ReadonlyArray<DropReason> = [
+  "NoHost",
+  "PortUnreachable",
+  "SocketClosed",
+  "FamilyMismatch",
+  "ReceiveBufferFull",
+  "Filtered",
+  "NoMapping",
+  "MappingExpired",
+  "NoHairpin",
+  "Blocked",
+  "Mtu",
+  "Loss"
+]
 
 /**
  * What a packet is: a UDP datagram or one TCP segment.
@@ -82,8 +169,9 @@ export type DropReason = "NoHost" | "PortUnreachable" | "SocketClosed" | "Family
 export type PacketKind = "datagram" | "SYN" | "SYN-ACK" | "DATA" | "FIN" | "RST"
 
 /**
- * One dropped packet: when (virtual milliseconds on the world's clock), where (a host name, or `"internet"`), what
- * and why.
+ * One dropped packet: when (virtual milliseconds on the world's clock), where (a host name, a site name, or
+ * `"internet"`), what (as it was addressed where it was dropped: after any NAT rewrite on its way) and why. Drops
+ * by routers and links carry a `detail`, such as `"filtered by APDF at NAT a"`.
  *
  * @since 0.1.0
  * @category models
@@ -97,23 +185,34 @@ export interface Drop {
   readonly to: TransportAddress.SocketAddress
   readonly size: number
   readonly reason: DropReason
+  readonly detail?: string
 }
 
 /**
- * One entry of the packet trace (kept only when the world was made with `trace: true`).
+ * One entry of the packet trace (kept only when the world was made with `trace: true`):
+ *
+ * - `sent`: a host sent the packet (`where` is the host);
+ * - `forwarded`: a site's router passed it on (`where` is the site); `from` and `to` are the packet as it leaves
+ *   the router and `before` the packet as it arrived, when the router rewrote it; `detail` says when a new
+ *   mapping was made, or that the packet was hairpinned;
+ * - `delivered`: it reached a socket or connection of host `where`;
+ * - `dropped`: it was dropped at `where` for `reason` (and `detail`).
  *
  * @since 0.1.0
  * @category models
  */
 export interface TraceEvent {
   readonly at: number
-  readonly event: "sent" | "delivered" | "dropped"
+  readonly event: "sent" | "forwarded" | "delivered" | "dropped"
+  readonly where: string
   readonly protocol: "udp" | "tcp"
   readonly kind: PacketKind
   readonly from: TransportAddress.SocketAddress
   readonly to: TransportAddress.SocketAddress
   readonly size: number
+  readonly before?: { readonly from: TransportAddress.SocketAddress; readonly to: TransportAddress.SocketAddress }
   readonly reason?: DropReason | undefined
+  readonly detail?: string | undefined
 }
 
 /**
@@ -131,37 +230,112 @@ export interface Stats {
 }
 
 /**
- * Options of a world.
+ * The properties of a link: the one-way latency, the jitter (a whole number of milliseconds in [0, jitter] added
+ * per packet), the probability that a datagram is lost (0..1), and the largest IP packet it carries.
  *
  * @since 0.1.0
  * @category models
  */
-export interface Options {
-  /** One-way latency of the internet between any two hosts (default {@link defaultLatency}). */
+export interface LinkOptions {
   readonly latency?: Duration.DurationInput | undefined
+  readonly jitter?: Duration.DurationInput | undefined
+  /** Probability in [0, 1] that a datagram is lost on this link (TCP segments are delayed instead). */
+  readonly loss?: number | undefined
+  /** The largest IP packet, in bytes (payload + UDP or TCP header + IP header); none by default. */
+  readonly mtu?: number | undefined
+}
+
+/**
+ * Options of a world. `latency`, `jitter`, `loss` and `mtu` are the internet's, crossed by every packet between
+ * public nodes (public hosts and the routers of top-level sites).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends LinkOptions {
   /** How long `connectTcp` waits for a SYN-ACK or RST before failing with `ConnectFailed`. */
   readonly connectTimeout?: Duration.DurationInput | undefined
-  /** Keep a log of every packet sent, delivered and dropped (default false). */
+  /** Keep a log of every packet sent, forwarded, delivered and dropped (default false). */
   readonly trace?: boolean | undefined
   /** The most entries the drop log and the trace each keep; older ones are forgotten (default 1000). */
   readonly logLimit?: number | undefined
-  /** Seed of the world's own `Random`; without it the world uses the `Random` of the fiber that made it. */
+  /**
+   * Seed of the world's own `Random` (port ranges) and of its loss, jitter and random-port generator; without it
+   * the world uses the `Random` of the fiber that made it, and seeds the generator from it.
+   */
   readonly seed?: unknown
 }
 
 /**
- * A public host to add to the world.
+ * A host to add to the world: a public host on the internet, or, with `site`, a host on that site's private
+ * network. The host's `latency`, `jitter`, `loss` and `mtu` are those of its access link.
  *
  * @since 0.1.0
  * @category models
  */
-export interface HostOptions {
-  /** Unique within the world; drop records name the host where a packet was dropped. */
+export interface HostOptions extends LinkOptions {
+  /** Unique within the world (hosts and sites); drop records name the host where a packet was dropped. */
   readonly name: string
-  /** IPv4 and/or IPv6 addresses, unique within the world; the first of each family is the default source. */
+  /**
+   * IPv4 and/or IPv6 addresses; the first of each family is the default source. IPv4 addresses are unique within
+   * the host's network and the networks around and inside it (two sibling sites may reuse private addresses); IPv6
+   * addresses are public and unique in the world.
+   */
   readonly addresses: ReadonlyArray<string>
-  /** Extra one-way delay of this host's access link, added to every packet it sends or receives (default 0). */
-  readonly latency?: Duration.DurationInput | undefined
+  /** The site whose private network the host is on; omitted: a public host. */
+  readonly site?: string | undefined
+}
+
+/**
+ * A site's firewall, on its router: it applies to every packet crossing the router, in both directions and both
+ * families (hairpinned packets do not leave the site and are not checked).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Firewall {
+  /** Drop all UDP. */
+  readonly blockUdp?: boolean | undefined
+  /** Allow TCP only to these remote ports (and from them, inbound), as strict corporate networks allow only 443. */
+  readonly allowTcpPorts?: ReadonlyArray<number> | undefined
+}
+
+/**
+ * IPv6 on a site: its hosts' IPv6 addresses are public; the router translates nothing but filters inbound packets.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Ipv6Options {
+  readonly filtering: NatBehavior.Filtering
+  /** Idle lifetime of a UDP pinhole (default the NAT's `mappingLifetimeMs`, or 300 s). */
+  readonly lifetime?: Duration.DurationInput | undefined
+}
+
+/**
+ * A site to add to the world: a private network behind a router. The link options are those of the router's
+ * access link to the parent network (the internet, or the parent site's private network).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SiteOptions extends LinkOptions {
+  /** Unique within the world (hosts and sites); drop records name the site where its router dropped a packet. */
+  readonly name: string
+  /** The IPv4 NAT; omitted: the site forwards no IPv4 (its hosts may still use IPv4 among themselves). */
+  readonly nat?: NatBehavior.NatBehavior | undefined
+  /**
+   * The NAT's external IPv4 addresses (usually one; needed with `nat`): public addresses, or, inside a parent
+   * site, addresses on the parent's private network.
+   */
+  readonly externalAddresses?: ReadonlyArray<string> | undefined
+  /** The enclosing site (nested NAT, carrier-grade NAT); omitted: the site's router is on the internet. */
+  readonly parent?: string | undefined
+  /** Dual-stack or IPv6-only: hosts have public IPv6 addresses and the router filters inbound as configured. */
+  readonly ipv6?: Ipv6Options | undefined
+  readonly firewall?: Firewall | undefined
+  /** Idle lifetime of TCP mappings and pinholes (default {@link defaultTcpMappingLifetime}). */
+  readonly tcpMappingLifetime?: Duration.DurationInput | undefined
 }
 
 /**
@@ -174,10 +348,59 @@ export interface Host {
   readonly name: string
   /** The host's addresses in canonical form. */
   readonly addresses: ReadonlyArray<string>
-  /** The extra one-way delay of the host's access link. */
+  /** The one-way latency of the host's access link. */
   readonly latency: Duration.Duration
+  /** The site the host is in; `undefined` for a public host. */
+  readonly site: string | undefined
   /** The host's sockets: what `Network.Network` is when this host's layer is provided. */
   readonly network: Network.Service
+}
+
+/**
+ * A NAT mapping, as `Site.mappings` shows it: `expiresAt` is the virtual instant (ms) it expires unless refreshed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface NatMapping {
+  readonly protocol: "udp" | "tcp"
+  readonly internal: TransportAddress.SocketAddress
+  readonly external: TransportAddress.SocketAddress
+  readonly expiresAt: number
+}
+
+/**
+ * An IPv6 pinhole (an internal endpoint that has sent out, and may be answered), as `Site.pinholes` shows it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Pinhole {
+  readonly protocol: "udp" | "tcp"
+  readonly internal: TransportAddress.SocketAddress
+  readonly expiresAt: number
+}
+
+/**
+ * A site of the world.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Site {
+  readonly name: string
+  /** The enclosing site, if any. */
+  readonly parent: string | undefined
+  readonly nat: NatBehavior.NatBehavior | undefined
+  /** The NAT's external IPv4 addresses in canonical form (empty without a NAT). */
+  readonly externalAddresses: ReadonlyArray<string>
+  readonly ipv6: { readonly filtering: NatBehavior.Filtering } | undefined
+  /** The NAT's live (unexpired) mappings, UDP and TCP, oldest first. */
+  readonly mappings: Effect.Effect<ReadonlyArray<NatMapping>>
+  /** The router's live IPv6 pinholes, oldest first. */
+  readonly pinholes: Effect.Effect<ReadonlyArray<Pinhole>>
+  /** Forgets every mapping and pinhole, as a router reboot does. */
+  readonly resetMappings: Effect.Effect<void>
 }
 
 /**
@@ -187,10 +410,14 @@ export interface Host {
  * @category models
  */
 export interface World {
-  /** Adds a public host. */
+  /** Adds a host: public, or on a site's private network. */
   readonly addHost: (options: HostOptions) => Effect.Effect<Host, TopologyError>
+  /** Adds a site: a private network behind a router (the parent site, if any, must exist). */
+  readonly addSite: (options: SiteOptions) => Effect.Effect<Site, TopologyError>
   /** The host of that name. */
   readonly host: (name: string) => Option.Option<Host>
+  /** The site of that name. */
+  readonly site: (name: string) => Option.Option<Site>
   /** A snapshot of the counters and the drop log. */
   readonly stats: Effect.Effect<Stats>
   /** A snapshot of the packet trace (empty unless the world was made with `trace: true`). */
@@ -200,14 +427,22 @@ export interface World {
 }
 
 /**
- * A topology that cannot be built: a host name or address used twice, an address that does not parse, a latency
- * that is not a finite duration.
+ * A topology that cannot be built: a name or address used twice, an address that does not parse or is of the
+ * wrong family, a parent site that does not exist, a latency or jitter that is not a finite duration, or another
+ * option out of range (loss outside [0, 1], an MTU below 68, a NAT without external addresses, a lifetime that is
+ * not positive, a firewall port that is not a port).
  *
  * @since 0.1.0
  * @category errors
  */
 export class TopologyError extends Data.TaggedError("TopologyError")<{
-  readonly reason: "DuplicateName" | "DuplicateAddress" | "InvalidAddress" | "InvalidLatency"
+  readonly reason:
+    | "DuplicateName"
+    | "DuplicateAddress"
+    | "InvalidAddress"
+    | "InvalidLatency"
+    | "UnknownSite"
+    | "InvalidOption"
   readonly detail: string
 }> {
   override get message(): string {
@@ -239,6 +474,62 @@ export const defaultConnectTimeout: Duration.Duration = Duration.seconds(30)
  */
 export const ephemeralPortStart = 49152
 
+/**
+ * The idle lifetime of a TCP mapping: RFC 5382 REQ-5, "established connection idle-timeout" of at least
+ * 2 hours and 4 minutes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultTcpMappingLifetime: Duration.Duration = Duration.minutes(124)
+
+/**
+ * The first retransmission delay of a TCP segment lost on a link: the initial RTO of RFC 6298 §2.1 (1 s); each
+ * further loss of the same segment doubles it (§5.5).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const tcpRetransmissionTimeout: Duration.Duration = Duration.seconds(1)
+
+/**
+ * The smallest MTU a link may have: 68 bytes, the IPv4 minimum (RFC 791).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const minimumMtu = 68
+
+/**
+ * One trace event as a line of text, for debugging: `"12 ms forwarded by home: udp datagram 10.0.0.2:5000 ->
+ * 192.0.2.1:3478 became 203.0.113.1:5000 -> 192.0.2.1:3478 (20 bytes; new mapping)"`.
+ *
+ * @since 0.1.0
+ * @category formatting
+ */
+export const formatTraceEvent = (event: TraceEvent): string => {
+  const what = `${event.protocol} ${event.kind}`
+  const route = `${TransportAddress.format(event.from)} -> ${TransportAddress.format(event.to)}`
+  const notes = [`${event.size} bytes`]
+  if (event.reason !== undefined) notes.push(event.reason)
+  if (event.detail !== undefined) notes.push(event.detail)
+  const tail = ` (${notes.join("; ")})`
+  switch (event.event) {
+    case "sent":
+      return `${event.at} ms sent by ${event.where}: ${what} ${route}${tail}`
+    case "forwarded": {
+      const before = event.before === undefined
+        ? route
+        : `${TransportAddress.format(event.before.from)} -> ${TransportAddress.format(event.before.to)} became ${route}`
+      return `${event.at} ms forwarded by ${event.where}: ${what} ${before}${tail}`
+    }
+    case "delivered":
+      return `${event.at} ms delivered to ${event.where}: ${what} ${route}${tail}`
+    case "dropped":
+      return `${event.at} ms dropped at ${event.where}: ${what} ${route}${tail}`
+  }
+}
+
 // -----------------------------------------------------------------------------
 // internals: packets, the event queue, logs
 // -----------------------------------------------------------------------------
@@ -251,16 +542,15 @@ interface Packet {
   readonly data: Uint8Array
 }
 
-/** The outcome of routing a packet: where it arrives, as what, after how long; or why it is dropped and where. */
-type Route =
-  | { readonly _tag: "Deliver"; readonly host: HostState; readonly packet: Packet; readonly latency: number }
-  | { readonly _tag: "Drop"; readonly reason: DropReason; readonly where: string }
-
+/** A packet due at a node: a host (delivery) or a site's router (entered from outside when `inbound`). */
 interface Arrival {
   readonly at: number
   readonly seq: number
-  readonly host: HostState
+  readonly node: HostState | SiteState
+  readonly inbound: boolean
   readonly packet: Packet
+  /** The sending TCP connection, whose segments must not overtake each other. */
+  readonly flow: TcpConnection | undefined
 }
 
 const before = (a: Arrival, b: Arrival): boolean => a.at < b.at || (a.at === b.at && a.seq < b.seq)
@@ -378,14 +668,18 @@ interface TcpConnection {
   handler: Network.ChunkHandler | undefined
   pending: Array<Uint8Array>
   run: Run
-  /** Arrival time of the last segment sent, so that no later segment overtakes it. */
-  lastAt: number
+  /** Per node on the path, the arrival time there of the last segment sent, so that no segment overtakes it. */
+  readonly lastAt: Map<HostState | SiteState, number>
 }
 
 interface HostState {
+  readonly kind: "host"
   readonly name: string
   readonly addresses: ReadonlyArray<LocalAddress>
-  readonly latency: number
+  /** The network the host is on. */
+  readonly realm: Realm
+  /** The host's access link. */
+  readonly link: Link
   readonly udp: Map<string, UdpEndpoint>
   /** Keys of UDP sockets that closed and were not bound again, to tell `SocketClosed` from `PortUnreachable`. */
   readonly udpClosed: Set<string>
@@ -504,6 +798,109 @@ const resolveLocal = (
 }
 
 // -----------------------------------------------------------------------------
+// internals: links, networks, sites
+// -----------------------------------------------------------------------------
+
+/** A link's properties, in milliseconds and bytes; `name` is where drops on it are recorded. */
+interface Link {
+  readonly name: string
+  readonly latency: number
+  readonly jitter: number
+  readonly loss: number
+  readonly mtu: number
+}
+
+/** A network: the internet, or a site's private network. */
+interface Realm {
+  readonly name: string
+  /** The site whose private network this is (set once, when the site is made); `undefined` for the internet. */
+  site: SiteState | undefined
+  /** Who answers for an IPv4 address here: a host, or a child site's router (its external addresses). */
+  readonly v4: Map<string, HostState | SiteState>
+  /** The internet's link; a private network adds nothing of its own. */
+  readonly link: Link | undefined
+}
+
+interface SiteState {
+  readonly kind: "site"
+  readonly name: string
+  /** The network the router's external side is on. */
+  readonly outside: Realm
+  /** The site's private network. */
+  readonly inside: Realm
+  /** The router's access link to `outside`. */
+  readonly link: Link
+  readonly nat: NatBehavior.NatBehavior | undefined
+  readonly externals: ReadonlySet<string>
+  readonly natTable: BindingTable | undefined
+  readonly ipv6: NatBehavior.Filtering | undefined
+  readonly pinholes: BindingTable | undefined
+  readonly blockUdp: boolean
+  readonly allowTcpPorts: ReadonlySet<number> | undefined
+}
+
+/** The size of a packet on the wire: payload, UDP (8) or TCP (20) header, IPv4 (20) or IPv6 (40) header. */
+const ipPacketSize = (packet: Packet): number =>
+  packet.data.length + (packet.protocol === "udp" ? 8 : 20) + (packet.destination.family === "IPv4" ? 20 : 40)
+
+/** Whether `outer` is `inner` or one of the networks around it. */
+const encloses = (outer: Realm, inner: Realm): boolean => {
+  for (let realm: Realm | undefined = inner; realm !== undefined; realm = realm.site?.outside) {
+    if (realm === outer) return true
+  }
+  return false
+}
+
+const millisOf = (input: Duration.DurationInput | undefined, fallback: Duration.Duration): number | undefined => {
+  if (input === undefined) return Duration.toMillis(fallback)
+  const decoded = Duration.decodeUnknown(input)
+  if (Option.isNone(decoded)) return undefined
+  const millis = Duration.toMillis(decoded.value)
+  return Number.isFinite(millis) && millis >= 0 ? millis : undefined
+}
+
+/** Validates a link's options. */
+const makeLink = (
+  name: string,
+  options: LinkOptions,
+  defaultLatency: Duration.Duration
+): Link | TopologyError => {
+  const latency = millisOf(options.latency, defaultLatency)
+  if (latency === undefined) {
+    return new TopologyError({ reason: "InvalidLatency", detail: `${name}: latency ${String(options.latency)}` })
+  }
+  const jitter = millisOf(options.jitter, Duration.zero)
+  if (jitter === undefined) {
+    return new TopologyError({ reason: "InvalidLatency", detail: `${name}: jitter ${String(options.jitter)}` })
+  }
+  const loss = options.loss ?? 0
+  if (!(loss >= 0 && loss <= 1)) {
+    return new TopologyError({ reason: "InvalidOption", detail: `${name}: loss ${loss} is not in [0, 1]` })
+  }
+  const mtu = options.mtu ?? Infinity
+  if (!(mtu === Infinity || (Number.isInteger(mtu) && mtu >= minimumMtu))) {
+    return new TopologyError({ reason: "InvalidOption", detail: `${name}: MTU ${mtu}` })
+  }
+  return { name, latency, jitter: Math.floor(jitter), loss, mtu }
+}
+
+const toNatMapping = (binding: Binding): NatMapping => ({
+  protocol: binding.protocol,
+  internal: binding.internal,
+  external: binding.external,
+  expiresAt: expiresAt(binding)
+})
+
+const toPinhole = (binding: Binding): Pinhole => ({
+  protocol: binding.protocol,
+  internal: binding.internal,
+  expiresAt: expiresAt(binding)
+})
+
+/** How many times a TCP segment may be lost on one link before it is dropped (six retransmissions). */
+const maxTcpRetransmissions = 6
+
+// -----------------------------------------------------------------------------
 // the simulation
 // -----------------------------------------------------------------------------
 
@@ -512,13 +909,26 @@ const emptyDropCounts = (): Record<DropReason, number> => ({
   PortUnreachable: 0,
   SocketClosed: 0,
   FamilyMismatch: 0,
-  ReceiveBufferFull: 0
+  ReceiveBufferFull: 0,
+  Filtered: 0,
+  NoMapping: 0,
+  MappingExpired: 0,
+  NoHairpin: 0,
+  Blocked: 0,
+  Mtu: 0,
+  Loss: 0
 })
 
 class Simulation {
   readonly hostsByName = new Map<string, { readonly state: HostState; readonly host: Host }>()
-  /** Which node answers for an IP: a host now; NAT routers' external addresses later. */
-  readonly owners = new Map<string, HostState>()
+  readonly sitesByName = new Map<string, { readonly state: SiteState; readonly site: Site }>()
+  readonly internet: Realm
+  /** Every network: the internet first, then each site's, in the order the sites were added. */
+  readonly realms: Array<Realm> = []
+  /** Who has each IPv6 address (IPv6 addresses are global). */
+  readonly v6 = new Map<string, HostState>()
+  /** Every address in canonical form, to skip canonicalizing destinations that are already canonical. */
+  readonly knownIps = new Set<string>()
   readonly queue = new ArrivalQueue()
   seq = 0
   /** The instant the delivery fiber will next wake (Infinity when it is not sleeping on anything). */
@@ -530,11 +940,13 @@ class Simulation {
   dropped = emptyDropCounts()
   readonly drops: BoundedLog<Drop>
   readonly traceLog: BoundedLog<TraceEvent>
+  readonly tcpRto: number
 
   constructor(
     readonly clock: Clock.Clock,
     readonly random: Random.Random,
-    readonly latency: number,
+    readonly prng: Utils.PCGRandom,
+    internetLink: Link,
     readonly connectTimeout: Duration.Duration,
     readonly tracing: boolean,
     logLimit: number,
@@ -542,6 +954,9 @@ class Simulation {
   ) {
     this.drops = new BoundedLog(logLimit)
     this.traceLog = new BoundedLog(logLimit)
+    this.internet = { name: "internet", site: undefined, v4: new Map(), link: internetLink }
+    this.realms.push(this.internet)
+    this.tcpRto = Duration.toMillis(tcpRetransmissionTimeout)
   }
 
   now(): number {
@@ -550,36 +965,218 @@ class Simulation {
 
   // --- the path of a packet -------------------------------------------------
 
-  /**
-   * Resolves where a packet goes. Public hosts only for now: the destination IP's owner, after the sender's access
-   * link, the internet and the receiver's access link. A NAT router will sit here: on the way out of a site it maps
-   * (and rewrites) the source, on the way in it filters and rewrites the destination, each adding its links'
-   * latency or returning a drop with its reason.
-   */
-  route(from: HostState, packet: Packet): Route {
-    const owner = this.owners.get(packet.destination.ip)
-    if (owner === undefined) return { _tag: "Drop", reason: "NoHost", where: "internet" }
-    const latency = owner === from ? 0 : from.latency + this.latency + owner.latency
-    return { _tag: "Deliver", host: owner, packet, latency }
-  }
-
   /** Puts a packet on the wire. `connection` keeps a TCP connection's segments in order. */
   transmit(from: HostState, packet: Packet, connection?: TcpConnection): void {
     if (this.closed) return
     this.sent++
-    if (this.tracing) this.traceEvent("sent", packet)
-    const route = this.route(from, packet)
-    if (route._tag === "Drop") {
-      this.drop(packet, route.reason, route.where)
+    if (this.tracing) this.traceEvent("sent", packet, from.name)
+    this.hop(packet, from.realm, from, connection, this.now())
+  }
+
+  /**
+   * The next node of a packet's path in `realm`: the host that has the destination IP there, the router of the
+   * child site it lies behind (its external IPv4 address, or for IPv6 the site that encloses the owner), or else
+   * the realm's own router (`realm.site`), which takes it out; `undefined` on the internet when nobody has the IP.
+   */
+  nextNode(realm: Realm, destination: TransportAddress.SocketAddress): HostState | SiteState | undefined {
+    if (destination.family === "IPv4") return realm.v4.get(destination.ip) ?? realm.site
+    const owner = this.v6.get(destination.ip)
+    if (owner !== undefined) {
+      if (owner.realm === realm) return owner
+      for (let site = owner.realm.site; site !== undefined; site = site.outside.site) {
+        if (site.outside === realm) return site
+      }
+    }
+    return realm.site
+  }
+
+  /**
+   * One hop: from `origin` (a host, a child site's router, or `realm`'s own router after it handled the packet)
+   * across `realm` to the next node, through the origin's access link, the realm's link (the internet's) and the
+   * next node's access link. Queues the arrival there, or records why a link dropped the packet.
+   */
+  hop(
+    packet: Packet,
+    realm: Realm,
+    origin: HostState | SiteState,
+    flow: TcpConnection | undefined,
+    at: number
+  ): void {
+    const next = this.nextNode(realm, packet.destination)
+    const gateway = realm.site
+    if (next === undefined || (next === gateway && origin === gateway)) {
+      this.drop(packet, "NoHost", realm.name, undefined, at)
       return
     }
-    let at = this.now() + route.latency
-    if (connection !== undefined) {
-      if (at < connection.lastAt) at = connection.lastAt
-      connection.lastAt = at
+    let delay = 0
+    if (next !== origin) {
+      if (origin !== gateway) {
+        const d = this.linkDelay(origin.link, packet, at)
+        if (d < 0) return
+        delay += d
+      }
+      if (realm.link !== undefined) {
+        const d = this.linkDelay(realm.link, packet, at)
+        if (d < 0) return
+        delay += d
+      }
+      if (next !== gateway) {
+        const d = this.linkDelay(next.link, packet, at)
+        if (d < 0) return
+        delay += d
+      }
     }
-    this.queue.push({ at, seq: this.seq++, host: route.host, packet: route.packet })
-    if (!this.draining && at < this.armedAt) this.arm()
+    let arrival = at + delay
+    if (flow !== undefined) {
+      const last = flow.lastAt.get(next)
+      if (last !== undefined && arrival < last) arrival = last
+      flow.lastAt.set(next, arrival)
+    }
+    this.queue.push({
+      at: arrival,
+      seq: this.seq++,
+      node: next,
+      inbound: next.kind === "site" && next !== gateway,
+      packet,
+      flow
+    })
+    if (!this.draining && arrival < this.armedAt) this.arm()
+  }
+
+  /** A link's delay for this packet (latency, jitter, TCP retransmissions), or -1 when it drops the packet. */
+  linkDelay(link: Link, packet: Packet, at: number): number {
+    let delay = link.latency
+    if (packet.protocol === "udp") {
+      if (link.mtu !== Infinity) {
+        const size = ipPacketSize(packet)
+        if (size > link.mtu) {
+          this.drop(packet, "Mtu", link.name, `${size} bytes > MTU ${link.mtu} on ${link.name}`, at)
+          return -1
+        }
+      }
+      if (link.loss > 0 && this.prng.number() < link.loss) {
+        this.drop(packet, "Loss", link.name, `lost on ${link.name}`, at)
+        return -1
+      }
+    } else if (link.loss > 0) {
+      let rto = this.tcpRto
+      for (let losses = 0; this.prng.number() < link.loss; losses++) {
+        if (losses === maxTcpRetransmissions) {
+          this.drop(packet, "Loss", link.name, `lost ${losses + 1} times on ${link.name}`, at)
+          return -1
+        }
+        delay += rto
+        rto *= 2
+      }
+    }
+    if (link.jitter > 0) delay += Math.floor(this.prng.number() * (link.jitter + 1))
+    return delay
+  }
+
+  /** The firewall's verdict on a packet crossing the router: why it is blocked, or undefined. */
+  firewall(site: SiteState, packet: Packet, outbound: boolean): string | undefined {
+    if (packet.protocol === "udp") return site.blockUdp ? `UDP blocked at ${site.name}` : undefined
+    const allowed = site.allowTcpPorts
+    if (allowed === undefined) return undefined
+    const port = outbound ? packet.destination.port : packet.source.port
+    return allowed.has(port) ? undefined : `TCP ${outbound ? "to" : "from"} port ${port} blocked at ${site.name}`
+  }
+
+  /** A packet from inside reaches the site's router: firewall, mapping (or pinhole), hairpin, then out. */
+  outbound(site: SiteState, packet: Packet, at: number, flow: TcpConnection | undefined): void {
+    const v6 = packet.destination.family === "IPv6"
+    const hairpin = !v6 && site.externals.has(packet.destination.ip)
+    if (!hairpin) {
+      const blocked = this.firewall(site, packet, true)
+      if (blocked !== undefined) {
+        this.drop(packet, "Blocked", site.name, blocked, at)
+        return
+      }
+    }
+    const table = v6 ? site.pinholes : site.natTable
+    if (table === undefined) {
+      this.drop(packet, "NoHost", site.name, `no ${v6 ? "IPv6" : "IPv4"} beyond ${site.name}`, at)
+      return
+    }
+    const create = packet.protocol === "udp" || packet.kind === "SYN"
+    const binding = table.outbound(packet.protocol, packet.source, packet.destination, create, at)
+    if (typeof binding === "string") {
+      const detail = binding === "NoPort"
+        ? `no free external port at NAT ${site.name}`
+        : `${binding === "NoMapping" ? "no" : "expired"} ${v6 ? "pinhole" : "mapping"} for ${
+          TransportAddress.format(packet.source)
+        }/${packet.protocol} at ${site.name}`
+      this.drop(packet, binding === "NoPort" ? "NoMapping" : binding, site.name, detail, at)
+      return
+    }
+    const created = table.lastCreated
+      ? `new ${v6 ? "pinhole" : "mapping"} ${TransportAddress.format(binding.internal)} -> ${
+        TransportAddress.format(binding.external)
+      }`
+      : undefined
+    if (v6) {
+      if (this.tracing) this.traceEvent("forwarded", packet, site.name, undefined, created)
+      this.hop(packet, site.outside, site, flow, at)
+      return
+    }
+    const translated: Packet = { ...packet, source: binding.external }
+    if (this.tracing) {
+      const detail = hairpin
+        ? created === undefined ? "hairpin" : `${created}; hairpin`
+        : created
+      this.traceEvent("forwarded", translated, site.name, undefined, detail, packet)
+    }
+    if (hairpin) {
+      if (!site.nat!.hairpinning) {
+        this.drop(packet, "NoHairpin", site.name, `hairpinning is off at NAT ${site.name}`, at)
+        return
+      }
+      this.inbound(site, translated, at, flow, true)
+      return
+    }
+    this.hop(translated, site.outside, site, flow, at)
+  }
+
+  /** A packet from outside (or hairpinned) reaches the site's router: firewall, mapping, filtering, then in. */
+  inbound(site: SiteState, packet: Packet, at: number, flow: TcpConnection | undefined, hairpin: boolean): void {
+    if (!hairpin) {
+      const blocked = this.firewall(site, packet, false)
+      if (blocked !== undefined) {
+        this.drop(packet, "Blocked", site.name, blocked, at)
+        return
+      }
+    }
+    const v6 = packet.destination.family === "IPv6"
+    const table = v6 ? site.pinholes : site.natTable
+    if (table === undefined) {
+      this.drop(packet, "NoHost", site.name, `no ${v6 ? "IPv6" : "IPv4"} into ${site.name}`, at)
+      return
+    }
+    const what = v6 ? "pinhole" : "mapping"
+    const router = v6 ? `IPv6 router ${site.name}` : `NAT ${site.name}`
+    const binding = table.inbound(packet.protocol, packet.destination)
+    if (binding === undefined) {
+      const detail = `no ${what} for ${TransportAddress.format(packet.destination)}/${packet.protocol} at ${router}`
+      this.drop(packet, "NoMapping", site.name, detail, at)
+      return
+    }
+    if (at >= expiresAt(binding)) {
+      const detail = `${what} ${TransportAddress.format(binding.internal)} -> ${
+        TransportAddress.format(binding.external)
+      } expired at ${expiresAt(binding)} ms at ${router}`
+      this.drop(packet, "MappingExpired", site.name, detail, at)
+      return
+    }
+    const filtering = v6 ? site.ipv6! : site.nat!.filtering
+    if (!permits(filtering, binding, packet.source)) {
+      const detail = `filtered by ${NatBehavior.abbreviation("filtering", filtering)} at ${router}`
+      this.drop(packet, "Filtered", site.name, detail, at)
+      return
+    }
+    if (packet.protocol === "tcp" || site.nat?.inboundRefresh === true) binding.refreshedAt = at
+    const translated: Packet = v6 ? packet : { ...packet, destination: binding.internal }
+    if (this.tracing) this.traceEvent("forwarded", translated, site.name, undefined, undefined, v6 ? undefined : packet)
+    this.hop(translated, site.inside, site, flow, at)
   }
 
   /** (Re)starts the delivery fiber, replacing (interrupting) the one sleeping until a later instant. */
@@ -591,8 +1188,8 @@ class Simulation {
 
   /**
    * The delivery fiber: sleeps on the world's clock until the next arrival is due (or just yields when it is due
-   * already, so that delivery is never synchronous with the send), delivers every arrival that is due, in
-   * (time, sequence) order, and starts over. Arrivals queued while it delivers (zero-latency replies on the same
+   * already, so that delivery is never synchronous with the send), handles every arrival that is due, in
+   * (time, sequence) order, and starts over. Arrivals queued while it works (zero-latency hops, replies on the same
    * host) wait for the next turn, so a ping-pong between two sockets of one host cannot starve other fibers.
    */
   readonly driver: Effect.Effect<void> = Effect.suspend(() => {
@@ -621,7 +1218,10 @@ class Simulation {
         const head = this.queue.peek()
         if (head === undefined || head.at > now || head.seq >= limit) break
         this.queue.pop()
-        this.arrive(head.host, head.packet)
+        const node = head.node
+        if (node.kind === "host") this.arrive(node, head.packet)
+        else if (head.inbound) this.inbound(node, head.packet, head.at, head.flow, false)
+        else this.outbound(node, head.packet, head.at, head.flow)
       }
     } finally {
       this.draining = false
@@ -630,10 +1230,9 @@ class Simulation {
 
   // --- accounting -------------------------------------------------------------
 
-  drop(packet: Packet, reason: DropReason, where: string): void {
+  drop(packet: Packet, reason: DropReason, where: string, detail?: string, at: number = this.now()): void {
     this.dropped[reason]++
-    const at = this.now()
-    this.drops.push({
+    const base = {
       at,
       where,
       protocol: packet.protocol,
@@ -642,26 +1241,39 @@ class Simulation {
       to: packet.destination,
       size: packet.data.length,
       reason
-    })
-    if (this.tracing) this.traceEvent("dropped", packet, reason)
+    }
+    this.drops.push(detail === undefined ? base : { ...base, detail })
+    if (this.tracing) this.traceEvent("dropped", packet, where, reason, detail)
   }
 
-  deliveredPacket(packet: Packet): void {
+  deliveredPacket(host: HostState, packet: Packet): void {
     this.delivered++
-    if (this.tracing) this.traceEvent("delivered", packet)
+    if (this.tracing) this.traceEvent("delivered", packet, host.name)
   }
 
-  traceEvent(event: TraceEvent["event"], packet: Packet, reason?: DropReason): void {
-    this.traceLog.push({
+  traceEvent(
+    event: TraceEvent["event"],
+    packet: Packet,
+    where: string,
+    reason?: DropReason,
+    detail?: string,
+    before?: Packet
+  ): void {
+    const entry = {
       at: this.now(),
       event,
+      where,
       protocol: packet.protocol,
       kind: packet.kind,
       from: packet.source,
       to: packet.destination,
       size: packet.data.length,
-      reason
-    })
+      reason,
+      detail
+    }
+    this.traceLog.push(
+      before === undefined ? entry : { ...entry, before: { from: before.source, to: before.destination } }
+    )
   }
 
   // --- arrival at a host ----------------------------------------------------
@@ -686,11 +1298,11 @@ class Simulation {
         this.drop(packet, "ReceiveBufferFull", host.name)
         return
       }
-      this.deliveredPacket(packet)
+      this.deliveredPacket(host, packet)
       endpoint.pending.push({ data: packet.data, remote: packet.source })
       return
     }
-    this.deliveredPacket(packet)
+    this.deliveredPacket(host, packet)
     callDatagramHandler(endpoint.run, handler, packet.data, packet.source)
   }
 
@@ -699,7 +1311,7 @@ class Simulation {
     if (packet.kind === "SYN") {
       if (connection !== undefined) {
         // A duplicate SYN for a connection already accepted.
-        this.deliveredPacket(packet)
+        this.deliveredPacket(host, packet)
         return
       }
       const to = packet.destination
@@ -712,21 +1324,21 @@ class Simulation {
         this.reset(host, packet)
         return
       }
-      this.deliveredPacket(packet)
+      this.deliveredPacket(host, packet)
       this.accept(host, listener, packet)
       return
     }
     if (connection === undefined || connection.state === "Closed") {
       if (packet.kind === "FIN") {
         // Both sides closed at once: the FIN is absorbed (TIME-WAIT), not answered.
-        this.deliveredPacket(packet)
+        this.deliveredPacket(host, packet)
         return
       }
       this.drop(packet, "SocketClosed", host.name)
       if (packet.kind !== "RST") this.reset(host, packet)
       return
     }
-    this.deliveredPacket(packet)
+    this.deliveredPacket(host, packet)
     switch (packet.kind) {
       case "SYN-ACK": {
         if (connection.state === "SynSent") {
@@ -820,7 +1432,7 @@ class Simulation {
       handler: undefined,
       pending: [],
       run,
-      lastAt: -Infinity
+      lastAt: new Map()
     }
   }
 
@@ -880,7 +1492,7 @@ class Simulation {
     }
   }
 
-  // --- hosts ----------------------------------------------------------------
+  // --- topology -------------------------------------------------------------
 
   /** Host names resolve to the host's addresses (IPv4 first); IP literals to themselves. */
   lookup(name: string): Effect.Effect<ReadonlyArray<Network.IpAddress>, Network.NetworkError> {
@@ -897,10 +1509,30 @@ class Simulation {
     ])
   }
 
+  nameTaken(name: string): boolean {
+    return this.hostsByName.has(name) || this.sitesByName.has(name) || name === this.internet.name
+  }
+
+  /** Whether an IPv4 address is in use in `realm`, a network around it, or a network inside it. */
+  v4InUse(realm: Realm, ip: string): boolean {
+    for (const other of this.realms) {
+      if (other.v4.has(ip) && (encloses(other, realm) || encloses(realm, other))) return true
+    }
+    return false
+  }
+
   addHost(options: HostOptions): Effect.Effect<Host, TopologyError> {
     return Effect.suspend(() => {
-      if (this.hostsByName.has(options.name)) {
+      if (this.nameTaken(options.name)) {
         return Effect.fail(new TopologyError({ reason: "DuplicateName", detail: options.name }))
+      }
+      let realm = this.internet
+      if (options.site !== undefined) {
+        const site = this.sitesByName.get(options.site)
+        if (site === undefined) {
+          return Effect.fail(new TopologyError({ reason: "UnknownSite", detail: `${options.name}: ${options.site}` }))
+        }
+        realm = site.state.inside
       }
       if (options.addresses.length === 0) {
         return Effect.fail(new TopologyError({ reason: "InvalidAddress", detail: `${options.name} has no address` }))
@@ -911,22 +1543,21 @@ class Simulation {
         if (Option.isNone(canonical) || canonical.value.ip === wildcardOf(canonical.value.family)) {
           return Effect.fail(new TopologyError({ reason: "InvalidAddress", detail: `${options.name}: ${text}` }))
         }
-        if (this.owners.has(canonical.value.ip) || addresses.some((a) => a.ip === canonical.value.ip)) {
-          return Effect.fail(new TopologyError({ reason: "DuplicateAddress", detail: canonical.value.ip }))
+        const { family, ip } = canonical.value
+        const used = family === "IPv4" ? this.v4InUse(realm, ip) : this.v6.has(ip)
+        if (used || addresses.some((a) => a.ip === ip)) {
+          return Effect.fail(new TopologyError({ reason: "DuplicateAddress", detail: ip }))
         }
         addresses.push(canonical.value)
       }
-      const latency = Duration.decode(options.latency ?? Duration.zero)
-      const latencyMillis = Duration.toMillis(latency)
-      if (!Number.isFinite(latencyMillis) || latencyMillis < 0) {
-        return Effect.fail(
-          new TopologyError({ reason: "InvalidLatency", detail: `${options.name}: ${String(options.latency)}` })
-        )
-      }
+      const link = makeLink(options.name, options, Duration.zero)
+      if (link instanceof TopologyError) return Effect.fail(link)
       const state: HostState = {
+        kind: "host",
         name: options.name,
         addresses,
-        latency: latencyMillis,
+        realm,
+        link,
         udp: new Map(),
         udpClosed: new Set(),
         tcpListeners: new Map(),
@@ -935,17 +1566,20 @@ class Simulation {
         tcpConnections: new Map(),
         nextPort: { udp: ephemeralPortStart, tcp: ephemeralPortStart }
       }
+      // A public host's addresses are its own (/32, /128); a site's hosts share the site's /24 and /64.
+      const onSite = realm !== this.internet
       const interfaces: ReadonlyArray<Network.NetworkInterface> = addresses.map((a) => ({
         name: "eth0",
         family: a.family,
         address: a.ip,
-        prefixLength: a.family === "IPv4" ? 32 : 128,
+        prefixLength: a.family === "IPv4" ? (onSite ? 24 : 32) : (onSite ? 64 : 128),
         internal: false
       }))
       const host: Host = {
         name: options.name,
         addresses: addresses.map((a) => a.ip),
-        latency,
+        latency: Duration.millis(link.latency),
+        site: options.site,
         network: {
           bindUdp: (bind) => this.bindUdp(state, bind),
           connectTcp: (remote, connect) => this.connectTcp(state, remote, connect),
@@ -955,14 +1589,116 @@ class Simulation {
         }
       }
       this.hostsByName.set(options.name, { state, host })
-      for (const a of addresses) this.owners.set(a.ip, state)
+      for (const a of addresses) {
+        if (a.family === "IPv4") realm.v4.set(a.ip, state)
+        else this.v6.set(a.ip, state)
+        this.knownIps.add(a.ip)
+      }
       return Effect.succeed(host)
+    })
+  }
+
+  addSite(options: SiteOptions): Effect.Effect<Site, TopologyError> {
+    return Effect.suspend(() => {
+      const fail = (reason: TopologyError["reason"], detail: string) =>
+        Effect.fail(new TopologyError({ reason, detail: `${options.name}: ${detail}` }))
+      if (this.nameTaken(options.name)) {
+        return Effect.fail(new TopologyError({ reason: "DuplicateName", detail: options.name }))
+      }
+      let outside = this.internet
+      if (options.parent !== undefined) {
+        const parent = this.sitesByName.get(options.parent)
+        if (parent === undefined) return fail("UnknownSite", options.parent)
+        outside = parent.state.inside
+      }
+      const link = makeLink(options.name, options, Duration.zero)
+      if (link instanceof TopologyError) return Effect.fail(link)
+      const nat = options.nat
+      const externals: Array<string> = []
+      for (const text of options.externalAddresses ?? []) {
+        const canonical = TransportAddress.canonicalIp(text)
+        if (Option.isNone(canonical) || canonical.value.family !== "IPv4" || canonical.value.ip === "0.0.0.0") {
+          return fail("InvalidAddress", `external address ${text} is not an IPv4 address`)
+        }
+        const ip = canonical.value.ip
+        if (this.v4InUse(outside, ip) || externals.includes(ip)) {
+          return Effect.fail(new TopologyError({ reason: "DuplicateAddress", detail: ip }))
+        }
+        externals.push(ip)
+      }
+      if (nat === undefined && externals.length > 0) return fail("InvalidOption", "external addresses without a NAT")
+      if (nat !== undefined && externals.length === 0) return fail("InvalidOption", "a NAT needs external addresses")
+      const udpLifetime = nat?.mappingLifetimeMs ?? NatBehavior.defaultMappingLifetimeMs
+      if (!(udpLifetime > 0 && Number.isFinite(udpLifetime))) {
+        return fail("InvalidOption", `mapping lifetime ${udpLifetime} ms`)
+      }
+      const tcpLifetime = millisOf(options.tcpMappingLifetime, defaultTcpMappingLifetime)
+      if (tcpLifetime === undefined || tcpLifetime <= 0) {
+        return fail("InvalidOption", `TCP mapping lifetime ${String(options.tcpMappingLifetime)}`)
+      }
+      const pinholeLifetime = millisOf(options.ipv6?.lifetime, Duration.millis(udpLifetime))
+      if (pinholeLifetime === undefined || pinholeLifetime <= 0) {
+        return fail("InvalidOption", `IPv6 pinhole lifetime ${String(options.ipv6?.lifetime)}`)
+      }
+      const allowed = options.firewall?.allowTcpPorts
+      if (allowed !== undefined && !allowed.every(isValidPort)) {
+        return fail("InvalidOption", `allowed TCP ports ${allowed.join(", ")}`)
+      }
+      const random = () => this.prng.number()
+      const inside: Realm = { name: options.name, site: undefined, v4: new Map(), link: undefined }
+      const state: SiteState = {
+        kind: "site",
+        name: options.name,
+        outside,
+        inside,
+        link,
+        nat,
+        externals: new Set(externals),
+        natTable: nat === undefined ? undefined : new BindingTable({
+          mapping: nat.mapping,
+          portAssignment: nat.portAssignment,
+          externalAddresses: externals,
+          lifetime: { udp: udpLifetime, tcp: tcpLifetime },
+          random
+        }),
+        ipv6: options.ipv6?.filtering,
+        pinholes: options.ipv6 === undefined ? undefined : new BindingTable({
+          mapping: "endpoint-independent",
+          portAssignment: "identity",
+          externalAddresses: [],
+          lifetime: { udp: pinholeLifetime, tcp: tcpLifetime },
+          random
+        }),
+        blockUdp: options.firewall?.blockUdp ?? false,
+        allowTcpPorts: allowed === undefined ? undefined : new Set(allowed)
+      }
+      inside.site = state
+      const site: Site = {
+        name: options.name,
+        parent: options.parent,
+        nat,
+        externalAddresses: externals,
+        ipv6: options.ipv6 === undefined ? undefined : { filtering: options.ipv6.filtering },
+        mappings: Effect.sync(() => state.natTable?.live(this.now()).map(toNatMapping) ?? []),
+        pinholes: Effect.sync(() => state.pinholes?.live(this.now()).map(toPinhole) ?? []),
+        resetMappings: Effect.sync(() => {
+          state.natTable?.clear()
+          state.pinholes?.clear()
+        })
+      }
+      this.sitesByName.set(options.name, { state, site })
+      this.realms.push(inside)
+      for (const ip of externals) {
+        outside.v4.set(ip, state)
+        this.knownIps.add(ip)
+      }
+      return Effect.succeed(site)
     })
   }
 
   /** The destination in canonical form, or undefined when its IP does not parse as its family. */
   resolveDestination(to: TransportAddress.SocketAddress): TransportAddress.SocketAddress | undefined {
-    if (this.owners.has(to.ip)) return to
+    if (this.knownIps.has(to.ip)) return to
     const canonical = TransportAddress.canonicalIp(to.ip)
     if (Option.isNone(canonical) || canonical.value.family !== to.family) return undefined
     return canonical.value.ip === to.ip ? to : { family: to.family, ip: canonical.value.ip, port: to.port }
@@ -1194,25 +1930,28 @@ const callChunkHandler = (run: Run, handler: Network.ChunkHandler, chunk: Uint8A
 
 /**
  * Makes an empty world for the lifetime of the scope, on the `Clock` (and, without a `seed`, the `Random`) of the
- * fiber that makes it. Closing the scope stops its delivery fiber; packets still in flight are lost.
+ * fiber that makes it. Closing the scope stops its delivery fiber; packets still in flight are lost. Invalid
+ * internet link options (a negative latency, a loss outside [0, 1]) are a defect.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (options?: Options): Effect.Effect<World, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const latency = Duration.toMillis(Duration.decode(options?.latency ?? defaultLatency))
-    if (!Number.isFinite(latency) || latency < 0) {
-      return yield* Effect.dieMessage(`VirtualNetwork.make: invalid latency ${String(options?.latency)}`)
-    }
+    const internet = makeLink("internet", options ?? {}, defaultLatency)
+    if (internet instanceof TopologyError) return yield* Effect.dieMessage(`VirtualNetwork.make: ${internet.message}`)
     const clock = yield* Effect.clock
     const random = options?.seed === undefined ? yield* Effect.random : Random.make(options.seed)
+    const prng = new Utils.PCGRandom(
+      options?.seed === undefined ? yield* random.nextIntBetween(0, 0x7fffffff) : Hash.hash(options.seed)
+    )
     const driver = yield* FiberHandle.make<void, never>()
     const runDriver = yield* FiberHandle.runtime(driver)<never>()
     const simulation = new Simulation(
       clock,
       random,
-      latency,
+      prng,
+      internet,
       Duration.decode(options?.connectTimeout ?? defaultConnectTimeout),
       options?.trace ?? false,
       options?.logLimit ?? 1000,
@@ -1226,7 +1965,9 @@ export const make = (options?: Options): Effect.Effect<World, never, Scope.Scope
     )
     const world: World = {
       addHost: (host) => simulation.addHost(host),
+      addSite: (site) => simulation.addSite(site),
       host: (name) => Option.map(Option.fromNullable(simulation.hostsByName.get(name)), (entry) => entry.host),
+      site: (name) => Option.map(Option.fromNullable(simulation.sitesByName.get(name)), (entry) => entry.site),
       stats: Effect.sync(() => ({
         sent: simulation.sent,
         delivered: simulation.delivered,

@@ -34,7 +34,14 @@ const noDrops: VirtualNetwork.Stats["dropped"] = {
   PortUnreachable: 0,
   SocketClosed: 0,
   FamilyMismatch: 0,
-  ReceiveBufferFull: 0
+  ReceiveBufferFull: 0,
+  Filtered: 0,
+  NoMapping: 0,
+  MappingExpired: 0,
+  NoHairpin: 0,
+  Blocked: 0,
+  Mtu: 0,
+  Loss: 0
 }
 
 describe("VirtualNetwork", () => {
