@@ -3,7 +3,8 @@
  * Makes sure the third-party peers of the interop tests are installed, before `npm test` runs vitest:
  *
  * - coturn (`turnserver`, `turnutils_stunclient`, `turnutils_natdiscovery`, `turnutils_uclient`, `turnutils_peer`);
- * - aioice, imported by Debian's own `/usr/bin/python3` (not a pyenv/venv `python3` that may come first on PATH).
+ * - aioice, imported by Debian's own `/usr/bin/python3` (not a pyenv/venv `python3` that may come first on PATH);
+ * - `ip` and `nft` (iproute2, nftables), for the real Linux NAT the network-namespace tests build.
  *
  * What is missing is installed from Debian packages (`coturn`, `python3-aioice`) when this process is root and
  * `apt-get` exists (as on the CI image). Otherwise the exact install command is printed. Under `CI=true` a peer
@@ -31,7 +32,7 @@ const coturnBinaries = [
   "turnutils_uclient",
   "turnutils_peer"
 ]
-const packages = { coturn: "coturn", aioice: "python3-aioice" }
+const packages = { coturn: ["coturn"], aioice: ["python3-aioice"], netns: ["iproute2", "nftables"] }
 const ci = process.env.CI === "true"
 const minute = 60_000
 
@@ -93,7 +94,7 @@ const checkCoturn = () => {
   }
   // `turnserver --version` prints the bare version (e.g. "4.6.1"); the Debian version is more precise.
   const printed = run(paths.turnserver, ["--version"], { timeoutMs: 10_000 })
-  const version = dpkgVersion(packages.coturn) ?? (printed.stdout.trim().split("\n")[0] || "unknown")
+  const version = dpkgVersion(packages.coturn[0]) ?? (printed.stdout.trim().split("\n")[0] || "unknown")
   return { available: true, version, paths }
 }
 
@@ -106,13 +107,23 @@ const checkAioice = () => {
     const detail = result.error?.message ?? (result.stderr.trim().split("\n").pop() || `exit ${result.status}`)
     return { available: false, reason: `aioice does not import in ${python}: ${detail}`, python }
   }
-  return { available: true, version: dpkgVersion(packages.aioice) ?? result.stdout.trim(), python }
+  return { available: true, version: dpkgVersion(packages.aioice[0]) ?? result.stdout.trim(), python }
 }
 
-const check = () => ({ coturn: checkCoturn(), aioice: checkAioice() })
+/** `ip` (iproute2) and `nft` (nftables), for the tests that build a real Linux NAT in network namespaces. */
+const checkNetns = () => {
+  const ip = which("ip")
+  const nft = which("nft")
+  if (ip === undefined || nft === undefined) {
+    return { available: false, reason: `${ip === undefined ? "ip (iproute2)" : "nft (nftables)"} not found` }
+  }
+  return { available: true, version: dpkgVersion(packages.netns[1]) ?? "unknown", paths: { ip, nft } }
+}
+
+const check = () => ({ coturn: checkCoturn(), aioice: checkAioice(), netns: checkNetns() })
 
 const missingPackages = (peers) =>
-  Object.entries(peers).filter(([, peer]) => !peer.available).map(([name]) => packages[name])
+  Object.entries(peers).filter(([, peer]) => !peer.available).flatMap(([name]) => packages[name])
 
 const installCommand = (pkgs, asRoot) => {
   const sudo = asRoot ? "" : "sudo "

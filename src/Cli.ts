@@ -12,7 +12,7 @@
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
-import { Console, Data, Duration, Effect, Either, Fiber, Option, TestClock, TestContext } from "effect"
+import { Console, Data, Duration, Effect, Either, Option } from "effect"
 import type { Scope } from "effect"
 import * as NatBehavior from "./NatBehavior.js"
 import * as NatDiscovery from "./NatDiscovery.js"
@@ -250,43 +250,6 @@ export const reportToJson = (report: NatDiscovery.NatReport) => ({
 })
 
 /**
- * Runs an effect in virtual time: the clock is a `TestClock` advanced in steps of `step` until the effect ends,
- * so a simulation of minutes finishes in milliseconds. Bounded: fails with `VirtualTimeExceeded` after `limit` of
- * virtual time.
- *
- * @since 0.1.0
- * @category commands
- */
-export const runInVirtualTime = <A, E>(
-  effect: Effect.Effect<A, E, Scope.Scope>,
-  options: { readonly step?: Duration.DurationInput; readonly limit?: Duration.DurationInput } = {}
-): Effect.Effect<A, E | VirtualTimeExceeded> =>
-  Effect.gen(function*() {
-    const step = Duration.decode(options.step ?? "100 millis")
-    const steps = Math.ceil(Duration.toMillis(options.limit ?? "1 hour") / Duration.toMillis(step))
-    const fiber = yield* Effect.fork(Effect.scoped(effect))
-    for (let i = 0; i < steps; i++) {
-      const done = yield* Fiber.poll(fiber)
-      if (Option.isSome(done)) return yield* Fiber.join(fiber)
-      yield* TestClock.adjust(step)
-    }
-    yield* Fiber.interrupt(fiber)
-    return yield* Effect.fail(new VirtualTimeExceeded({ limitMs: steps * Duration.toMillis(step) }))
-  }).pipe(Effect.provide(TestContext.TestContext))
-
-/**
- * A virtual-time run did not finish within its limit.
- *
- * @since 0.1.0
- * @category errors
- */
-export class VirtualTimeExceeded extends Data.TaggedError("VirtualTimeExceeded")<{ readonly limitMs: number }> {
-  override get message(): string {
-    return `the simulation did not finish within ${this.limitMs / 1000} s of virtual time`
-  }
-}
-
-/**
  * The simulated world `nat-type --simulate` runs in: a STUN server with two public addresses (RFC 5780) and one
  * host in a site behind a NAT with the given behaviour (external address 203.0.113.1). Returns the report.
  *
@@ -325,7 +288,7 @@ export const natType = (options: {
   readonly simulate: Option.Option<string>
   readonly lifetime: boolean
   readonly json: boolean
-}): Effect.Effect<void, NatDiscovery.NatDiscoveryError | TargetError | VirtualTimeExceeded, Network> =>
+}): Effect.Effect<void, NatDiscovery.NatDiscoveryError | TargetError | VirtualNetwork.VirtualTimeExceeded, Network> =>
   Effect.gen(function*() {
     let report: NatDiscovery.NatReport
     if (Option.isSome(options.simulate)) {
@@ -338,7 +301,7 @@ export const natType = (options: {
       const behaviour = NatBehavior.make(pair.mapping, pair.filtering, {
         portAssignment: pair.mapping === "endpoint-independent" ? "preserving" : "random"
       })
-      report = yield* runInVirtualTime(simulateDiscovery(behaviour, { lifetime: options.lifetime }), {
+      report = yield* VirtualNetwork.runInVirtualTime(simulateDiscovery(behaviour, { lifetime: options.lifetime }), {
         step: "1 second"
       }).pipe(Effect.catchTag("TopologyError", (e) => Effect.die(e)))
       if (!options.json) {

@@ -77,7 +77,7 @@
  *
  * @since 0.1.0
  */
-import type { Clock, Fiber, Scope } from "effect"
+import type { Clock, Scope } from "effect"
 import {
   Cause,
   Data,
@@ -85,6 +85,7 @@ import {
   Duration,
   Effect,
   Exit,
+  Fiber,
   FiberHandle,
   FiberId,
   FiberSet,
@@ -92,6 +93,8 @@ import {
   Layer,
   Option,
   Random,
+  TestClock,
+  TestContext,
   Utils
 } from "effect"
 import type { Binding } from "./internal/natTable.js"
@@ -1993,3 +1996,40 @@ export const make = (options?: Options): Effect.Effect<World, never, Scope.Scope
  * @category layers
  */
 export const layer = (host: Host): Layer.Layer<Network.Network> => Layer.succeed(Network.Network, host.network)
+
+/**
+ * Runs an effect in virtual time: the clock is a `TestClock` advanced in steps of `step` until the effect ends,
+ * so a simulation of minutes finishes in milliseconds. Bounded: fails with `VirtualTimeExceeded` after `limit` of
+ * virtual time.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const runInVirtualTime = <A, E>(
+  effect: Effect.Effect<A, E, Scope.Scope>,
+  options: { readonly step?: Duration.DurationInput; readonly limit?: Duration.DurationInput } = {}
+): Effect.Effect<A, E | VirtualTimeExceeded> =>
+  Effect.gen(function*() {
+    const step = Duration.decode(options.step ?? "100 millis")
+    const steps = Math.ceil(Duration.toMillis(options.limit ?? "1 hour") / Duration.toMillis(step))
+    const fiber = yield* Effect.fork(Effect.scoped(effect))
+    for (let i = 0; i < steps; i++) {
+      const done = yield* Fiber.poll(fiber)
+      if (Option.isSome(done)) return yield* Fiber.join(fiber)
+      yield* TestClock.adjust(step)
+    }
+    yield* Fiber.interrupt(fiber)
+    return yield* Effect.fail(new VirtualTimeExceeded({ limitMs: steps * Duration.toMillis(step) }))
+  }).pipe(Effect.provide(TestContext.TestContext))
+
+/**
+ * A virtual-time run did not finish within its limit.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VirtualTimeExceeded extends Data.TaggedError("VirtualTimeExceeded")<{ readonly limitMs: number }> {
+  override get message(): string {
+    return `the simulation did not finish within ${this.limitMs / 1000} s of virtual time`
+  }
+}

@@ -110,3 +110,11 @@ export * as Cli from "./Cli.js"
  * @since 0.1.0
  */
 export * as NatBehavior from "./NatBehavior.js"
+
+/**
+ * NAT behavior discovery (RFC 5780 §4): mapping and filtering behaviour, hairpinning and binding lifetime against a
+ * STUN server with two addresses, as a typed `NatReport`.
+ *
+ * @since 0.1.0
+ */
+export * as NatDiscovery from "./NatDiscovery.js"

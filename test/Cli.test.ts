@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Fiber, TestClock } from "effect"
 import * as Cli from "../src/Cli.js"
+import * as NatBehavior from "../src/NatBehavior.js"
 import * as StunServer from "../src/StunServer.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
 
@@ -71,5 +72,31 @@ describe("Cli", () => {
       const tcp = yield* query("tcp")
       assert.strictEqual(tcp.mapped, tcp.local)
       assert.strictEqual(tcp.rttMs, 20) // after the 20 ms connect
+    }))
+
+  it.live("nat-type --simulate reports the simulated NAT, lifetime included, in virtual time", () =>
+    Effect.gen(function*() {
+      const behaviour = NatBehavior.make("endpoint-independent", "address-dependent", { mappingLifetimeMs: 60_000 })
+      const report = yield* VirtualNetwork.runInVirtualTime(Cli.simulateDiscovery(behaviour, { lifetime: true }), {
+        step: "1 second"
+      })
+      const json = Cli.reportToJson(report)
+      assert.strictEqual(json.mapping, "endpoint-independent")
+      assert.strictEqual(json.filtering, "address-dependent")
+      assert.strictEqual(json.classicalName, "restricted-cone")
+      assert.strictEqual(json.mapped, "203.0.113.1:49152")
+      assert.isTrue(json.natPresent)
+      assert.strictEqual(json.hairpinning, true)
+      const lifetime = json.lifetime as { lowerBoundMs: number; upperBoundMs: number }
+      assert.isTrue(lifetime.lowerBoundMs <= 60_000 && lifetime.upperBoundMs >= 60_000, JSON.stringify(lifetime))
+      assert.isTrue(lifetime.upperBoundMs - lifetime.lowerBoundMs <= 1_500, JSON.stringify(lifetime))
+    }))
+
+  it.live("runInVirtualTime fails with VirtualTimeExceeded instead of running forever", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(
+        VirtualNetwork.runInVirtualTime(Effect.never, { step: "1 second", limit: "10 seconds" })
+      )
+      assert.deepStrictEqual([error._tag, error.limitMs], ["VirtualTimeExceeded", 10_000])
     }))
 })

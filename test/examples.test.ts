@@ -22,6 +22,19 @@ describe("examples", () => {
     assert.match(output, /127\.0\.0\.1:\d+ says our address is 127\.0\.0\.1:(\d+) \(local 0\.0\.0\.0:\1,/)
   })
 
+  it("nat-type.ts discovers a simulated symmetric NAT, and the simulator says what it dropped", () => {
+    const output = execFileSync(tsx, ["examples/nat-type.ts", "APDM/APDF"], {
+      cwd: root,
+      encoding: "utf8",
+      timeout: 60_000
+    })
+    assert.match(
+      output,
+      /^NAT: APDM\/APDF \(symmetric\), mapped 203\.0\.113\.1:\d+, hairpinning no, lifetime [\d.]+ s–[\d.]+ s, direct path unlikely$/m
+    )
+    assert.match(output, /^  Filtered: \d+$/m)
+  })
+
   it("`npm start` (effect-ice stun) queries an embedded server and prints the mapped address as JSON too", () => {
     const text = execFileSync(tsx, ["src/bin.ts", "stun"], { cwd: root, encoding: "utf8", timeout: 60_000 })
     assert.match(text, /^embedded STUN server on 127\.0\.0\.1:\d+$/m)
