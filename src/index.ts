@@ -118,3 +118,10 @@ export * as NatBehavior from "./NatBehavior.js"
  * @since 0.1.0
  */
 export * as NatDiscovery from "./NatDiscovery.js"
+
+/**
+ * TURN credentials: static long-term users and TURN REST API ephemeral credentials.
+ *
+ * @since 0.1.0
+ */
+export * as TurnAuth from "./TurnAuth.js"
