@@ -87,3 +87,83 @@ export const increment = (
   counter: Metric.Metric.Counter<number>,
   labels: ReadonlyArray<MetricLabel.MetricLabel> = []
 ): void => counter.unsafeUpdate(1, labels)
+
+/**
+ * TURN allocations a server holds now (an up-down counter: +1 when created, −1 when released).
+ *
+ * @since 0.1.0
+ * @category turn
+ */
+export const turnAllocations = Metric.counter("effect_ice_turn_allocations", {
+  description: "TURN allocations held by servers"
+})
+
+/**
+ * TURN permissions a server holds now (up-down; an expired permission is counted out when the sweeper removes it).
+ *
+ * @since 0.1.0
+ * @category turn
+ */
+export const turnPermissions = Metric.counter("effect_ice_turn_permissions", {
+  description: "TURN permissions held by servers"
+})
+
+/**
+ * TURN channel bindings a server holds now (up-down; counted out when the sweeper removes them).
+ *
+ * @since 0.1.0
+ * @category turn
+ */
+export const turnChannels = Metric.counter("effect_ice_turn_channels", {
+  description: "TURN channel bindings held by servers"
+})
+
+/**
+ * Packets a TURN server relayed, by direction (label `direction`: to-peer, to-client).
+ *
+ * @since 0.1.0
+ * @category turn
+ */
+export const turnRelayedPackets = Metric.counter("effect_ice_turn_relayed_packets_total", {
+  description: "Packets relayed by TURN servers"
+})
+
+/**
+ * Application bytes a TURN server relayed, by direction (label `direction`: to-peer, to-client).
+ *
+ * @since 0.1.0
+ * @category turn
+ */
+export const turnRelayedBytes = Metric.counter("effect_ice_turn_relayed_bytes_total", {
+  description: "Bytes relayed by TURN servers"
+})
+
+/**
+ * TURN requests refused for authentication, by error code (label `code`: 400, 401, 438, 441).
+ *
+ * @since 0.1.0
+ * @category turn
+ */
+export const turnAuthFailures = Metric.counter("effect_ice_turn_auth_failures_total", {
+  description: "TURN requests refused for authentication"
+})
+
+/**
+ * Packets a TURN server dropped, by reason (label `reason`).
+ *
+ * @since 0.1.0
+ * @category turn
+ */
+export const turnDrops = Metric.counter("effect_ice_turn_drops_total", {
+  description: "Packets dropped by TURN servers"
+})
+
+/**
+ * TURN requests a server answered, by method and response code (labels `method`, `code`; 200 for success).
+ *
+ * @since 0.1.0
+ * @category turn
+ */
+export const turnRequests = Metric.counter("effect_ice_turn_requests_total", {
+  description: "TURN requests answered by servers"
+})

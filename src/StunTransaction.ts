@@ -452,7 +452,13 @@ const makeClient = (
             })
           )
         }))
-      const [message, from] = yield* Effect.raceFirst(Deferred.await(deferred), timeout).pipe(
+      // Both racers are explicitly interruptible: a request made in an uninterruptible region (a scope's
+      // finalizer, such as a TURN allocation's release) would otherwise make the losing racer, the retransmission
+      // timer, impossible to stop, and the transaction would wait out the full schedule after its answer came.
+      const [message, from] = yield* Effect.raceFirst(
+        Effect.interruptible(Deferred.await(deferred)),
+        Effect.interruptible(timeout)
+      ).pipe(
         Effect.ensuring(Effect.sync(() => table.delete(id)))
       )
       const now = yield* Clock.currentTimeMillis

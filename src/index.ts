@@ -125,3 +125,19 @@ export * as NatDiscovery from "./NatDiscovery.js"
  * @since 0.1.0
  */
 export * as TurnAuth from "./TurnAuth.js"
+
+/**
+ * A TURN server (RFC 8656): allocations, permissions, channels, the relay data plane, long-term and TURN REST
+ * credentials with expiring nonces, quotas and refused peer ranges.
+ *
+ * @since 0.1.0
+ */
+export * as TurnServer from "./TurnServer.js"
+
+/**
+ * The TURN client (RFC 8656): an allocation as a scoped resource, with its refresh, permission and channel timers,
+ * Send/Data indications and ChannelData, and a `Stream` of relayed data.
+ *
+ * @since 0.1.0
+ */
+export * as TurnClient from "./TurnClient.js"

@@ -121,6 +121,17 @@ describe("StunTransaction over UDP", () => {
       assert.deepStrictEqual(sent.map((s) => s.at), [0, 500, 1500])
     }))
 
+  it.effect("inside an uninterruptible region (a finalizer) the answer still ends the transaction at once", () =>
+    Effect.gen(function*() {
+      const { sent, socket } = scriptedSocket((request, count) => (count === 3 ? successFor(request) : undefined))
+      const client = yield* StunTransaction.makeUdp(socket)
+      const fiber = yield* Effect.fork(Effect.uninterruptible(client.request(server, binding)))
+      assert.isTrue(yield* at(fiber, 1500))
+      assert.strictEqual((yield* Fiber.join(fiber)).attempts, 3)
+      yield* TestClock.adjust("60 seconds")
+      assert.deepStrictEqual(sent.map((s) => s.at), [0, 500, 1500])
+    }))
+
   it.effect("a custom RTO scales every instant", () =>
     Effect.gen(function*() {
       const { sent, socket } = scriptedSocket(() => undefined)
