@@ -36,6 +36,7 @@ export type NetworkErrorReason =
   | "Blocked"
   | "Unsupported"
   | "NotFound"
+  | "TlsFailed"
 
 /**
  * An I/O failure: what was being done, to which address, and why.
@@ -182,6 +183,21 @@ export interface ConnectOptions {
 }
 
 /**
+ * How to open a TLS connection: where to connect from, and how to verify the server.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TlsConnectOptions extends ConnectOptions {
+  /** The name sent in SNI and checked against the certificate; defaults to the remote IP. */
+  readonly serverName?: string | undefined
+  /** Trusted CA certificates (PEM), replacing the default roots. */
+  readonly ca?: string | ReadonlyArray<string> | undefined
+  /** Whether a certificate that does not verify fails the connection (default `true`). */
+  readonly rejectUnauthorized?: boolean | undefined
+}
+
+/**
  * The operations of the network service.
  *
  * @since 0.1.0
@@ -194,6 +210,14 @@ export interface Service {
   readonly connectTcp: (
     remote: SocketAddress,
     options?: ConnectOptions
+  ) => Effect.Effect<StreamSocket, NetworkError, Scope.Scope>
+  /**
+   * Opens a TLS connection over TCP for the lifetime of the scope; the socket reads and writes plaintext. A failed
+   * handshake (including a certificate that does not verify) fails with reason `TlsFailed`.
+   */
+  readonly connectTls: (
+    remote: SocketAddress,
+    options?: TlsConnectOptions
   ) => Effect.Effect<StreamSocket, NetworkError, Scope.Scope>
   /**
    * Listens for TCP connections for the lifetime of the scope. Each accepted connection runs `onConnection` in a

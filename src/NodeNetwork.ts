@@ -35,6 +35,7 @@ import * as Dgram from "node:dgram"
 import * as Dns from "node:dns"
 import * as Net from "node:net"
 import * as Os from "node:os"
+import * as Tls from "node:tls"
 import * as Network from "./Network.js"
 import type { Family, SocketAddress, TransportAddress } from "./TransportAddress.js"
 import { canonicalIp, format } from "./TransportAddress.js"
@@ -417,9 +418,9 @@ const tcpAddress = (ip: string | undefined, port: number | undefined, fallback: 
  * The state of one TCP connection, wired to the Node socket synchronously (so no event can be missed between
  * accept or connect and the fiber that serves the connection). `attach` later gives it a scope.
  */
-const makeStreamState = (socket: Net.Socket, family: Family) => {
-  const local = tcpAddress(socket.localAddress, socket.localPort, family)
-  const remote = tcpAddress(socket.remoteAddress, socket.remotePort, family)
+const makeStreamState = (socket: Net.Socket, family: Family, addresses: Net.Socket = socket) => {
+  const local = tcpAddress(addresses.localAddress, addresses.localPort, family)
+  const remote = tcpAddress(addresses.remoteAddress, addresses.remotePort, family)
   const remoteText = format(remote)
   let handler: Network.ChunkHandler | undefined
   let pending: Array<Uint8Array> | undefined = []
@@ -526,9 +527,15 @@ const makeStreamState = (socket: Net.Socket, family: Family) => {
 
 type StreamState = ReturnType<typeof makeStreamState>
 
+/**
+ * Connects a TCP socket; with `tls`, runs a TLS handshake over it as soon as it connects (in the same tick, so no
+ * event of the raw socket goes unheard) and completes on `secureConnect`. An error before the handshake completes
+ * is a `TlsFailed`.
+ */
 const connect = (
   remote: SocketAddress,
-  options: Network.ConnectOptions
+  options: Network.ConnectOptions,
+  tls?: Network.TlsConnectOptions
 ): Effect.Effect<StreamState, Network.NetworkError> =>
   Effect.async<StreamState, Network.NetworkError>((resume) => {
     const address = format(remote)
@@ -541,6 +548,7 @@ const connect = (
     if (options.localAddress !== undefined) connectOptions.localAddress = options.localAddress
     if (options.localPort !== undefined) connectOptions.localPort = options.localPort
     let socket: Net.Socket
+    let secure: Tls.TLSSocket | undefined
     try {
       socket = Net.connect(connectOptions)
     } catch (error) {
@@ -554,18 +562,51 @@ const connect = (
     socket.once("connect", () => {
       socket.removeListener("error", onError)
       socket.setNoDelay(true)
-      resume(Effect.succeed(makeStreamState(socket, remote.family)))
+      if (tls === undefined) return resume(Effect.succeed(makeStreamState(socket, remote.family)))
+      const raw = socket
+      const onTlsError = (error: unknown): void => {
+        secure?.destroy()
+        raw.destroy()
+        resume(
+          Effect.fail(new Network.NetworkError({ reason: "TlsFailed", operation: "connect", address, cause: error }))
+        )
+      }
+      // The raw socket's own errors reach the TLS socket; this listener only keeps them from being unhandled.
+      raw.on("error", () => {})
+      const secureOptions: Tls.ConnectionOptions = {
+        socket: raw,
+        host: remote.ip,
+        rejectUnauthorized: tls.rejectUnauthorized ?? true
+      }
+      if (tls.serverName !== undefined) secureOptions.servername = tls.serverName
+      if (tls.ca !== undefined) secureOptions.ca = typeof tls.ca === "string" ? tls.ca : [...tls.ca]
+      try {
+        secure = Tls.connect(secureOptions)
+      } catch (error) {
+        return onTlsError(error)
+      }
+      const upgraded = secure
+      upgraded.once("error", onTlsError)
+      upgraded.once("secureConnect", () => {
+        upgraded.removeListener("error", onTlsError)
+        resume(Effect.succeed(makeStreamState(upgraded, remote.family, raw)))
+      })
     })
-    return Effect.sync(() => socket.destroy())
+    return Effect.sync(() => {
+      secure?.destroy()
+      socket.destroy()
+    })
   })
+
+const validRemote = (remote: SocketAddress): boolean => {
+  const canonical = canonicalIp(remote.ip)
+  return Option.isSome(canonical) && canonical.value.family === remote.family && isPort(remote.port) &&
+    remote.port !== 0
+}
 
 const connectTcp = Effect.fn("NodeNetwork.connectTcp")(
   function*(remote: SocketAddress, options: Network.ConnectOptions = {}) {
-    const canonical = canonicalIp(remote.ip)
-    if (
-      Option.isNone(canonical) || canonical.value.family !== remote.family || !isPort(remote.port) ||
-      remote.port === 0
-    ) {
+    if (!validRemote(remote)) {
       return yield* new Network.NetworkError({
         reason: "InvalidAddress",
         operation: "connect",
@@ -574,6 +615,22 @@ const connectTcp = Effect.fn("NodeNetwork.connectTcp")(
     }
     const state = yield* Effect.uninterruptibleMask((restore) =>
       restore(connect(remote, options)).pipe(Effect.tap((state) => Effect.addFinalizer(() => state.close)))
+    )
+    return yield* state.attach
+  }
+)
+
+const connectTls = Effect.fn("NodeNetwork.connectTls")(
+  function*(remote: SocketAddress, options: Network.TlsConnectOptions = {}) {
+    if (!validRemote(remote)) {
+      return yield* new Network.NetworkError({
+        reason: "InvalidAddress",
+        operation: "connect",
+        address: format(remote)
+      })
+    }
+    const state = yield* Effect.uninterruptibleMask((restore) =>
+      restore(connect(remote, options, options)).pipe(Effect.tap((state) => Effect.addFinalizer(() => state.close)))
     )
     return yield* state.attach
   }
@@ -756,6 +813,7 @@ const interfaces: Effect.Effect<ReadonlyArray<Network.NetworkInterface>, Network
 export const make: Effect.Effect<Network.Service> = Effect.sync(() => ({
   bindUdp,
   connectTcp,
+  connectTls,
   listenTcp,
   interfaces,
   lookup

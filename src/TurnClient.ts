@@ -7,13 +7,17 @@
  *   `StunTransaction`'s long-term session: the 401 realm/nonce round trip and a 438 Stale Nonce retry happen there,
  *   and the session keeps realm, nonce and key for every later request. A 437 Allocation Mismatch on Allocate is
  *   retried from a new local port (§7.3). Closing the scope sends Refresh with LIFETIME 0 (§7.5) after every timer
- *   is interrupted.
+ *   is interrupted. Optionally ADDITIONAL-ADDRESS-FAMILY IPv6 (dual stack, every XOR-RELAYED-ADDRESS kept, an
+ *   ADDRESS-ERROR-CODE reported), DONT-FRAGMENT, EVEN-PORT (its RESERVATION-TOKEN exposed) or RESERVATION-TOKEN.
+ *   A 300 Try Alternate (RFC 8489 §10) is followed once, to the ALTERNATE-SERVER over the same transport from a new
+ *   socket, with the same credentials; a second 300 is {@link TryAlternate}.
  * - Refresh (§7.4, §7.5): one timer in a `FiberHandle`, sent a minute before the granted lifetime ends (at half the
  *   lifetime when it is two minutes or less). A refresh that fails (437, timeout, any error) fails the allocation:
  *   {@link Allocation.failed} fails with the typed error, the inbound stream fails with it, and `send` does too.
  * - Permissions (§9): CreatePermission for several peers in one request (one XOR-PEER-ADDRESS each); each peer IP
  *   keeps a refresh timer in a `FiberMap` keyed by the IP, every 240 s (the permission lifetime is 300 s, §9), until
- *   the peer is dropped with {@link Allocation.drop}.
+ *   the peer is dropped with {@link Allocation.drop}, or, with `permissionIdleTimeout`, until nothing has been sent
+ *   to or received from the IP for longer than that when its refresh is due.
  * - Channels (§12): ChannelBind gives a peer a channel number 0x4000–0x4FFF, refreshed every 540 s (the binding
  *   lasts 600 s, §12), which refreshes its permission too; a timer per peer in a `FiberMap`.
  * - Data (§10, §11, §12.4–§12.6): `send` uses ChannelData for a bound peer and a Send indication otherwise;
@@ -30,12 +34,13 @@
  *
  * @since 0.1.0
  */
-import type { Duration, Stream } from "effect"
+import type { Stream } from "effect"
 import {
   Clock,
   Context,
   Data,
   Deferred,
+  Duration,
   Effect,
   Either,
   ExecutionStrategy,
@@ -254,6 +259,39 @@ export class AllocationClosed extends Data.TaggedError("AllocationClosed")<{ rea
 }
 
 /**
+ * A 300 Try Alternate (RFC 8489 §10) answered the Allocate sent to the alternate server too: the client follows one
+ * redirection only.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TryAlternate extends Data.TaggedError("TryAlternate")<{
+  /** The server first asked, as `ip:port`. */
+  readonly server: string
+  /** The alternate it named, which redirected again, as `ip:port`. */
+  readonly alternate: string
+  /** Where the alternate redirected to, as `ip:port` (not followed). */
+  readonly next: string
+}> {
+  override get message(): string {
+    return `TURN Allocate to ${this.server}: redirected to ${this.alternate}, which redirected again to ${this.next}`
+  }
+}
+
+/**
+ * Options of {@link allocate} that RFC 8656 §7.2 forbids together (the server would answer 400), refused before any
+ * request is sent.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidAllocateOptions extends Data.TaggedError("InvalidAllocateOptions")<{ readonly reason: string }> {
+  override get message(): string {
+    return `TURN Allocate: ${this.reason}`
+  }
+}
+
+/**
  * Everything a TURN operation can fail with.
  *
  * @since 0.1.0
@@ -270,6 +308,8 @@ export type TurnError =
   | PeerAddressFamilyMismatch
   | InvalidResponse
   | AllocationClosed
+  | TryAlternate
+  | InvalidAllocateOptions
   | StunTimeout
   | StunErrorResponse
   | Network.NetworkError
@@ -337,8 +377,13 @@ export type Auth =
 export interface AllocateOptions {
   /** The TURN server's address. */
   readonly server: SocketAddress
-  /** The transport to the server: `udp` (default) or `tcp`. The relayed transport is always UDP. */
-  readonly transport?: "udp" | "tcp" | undefined
+  /**
+   * The transport to the server: `udp` (default), `tcp` or `tls` (TCP framing over TLS). The relayed transport is
+   * always UDP.
+   */
+  readonly transport?: "udp" | "tcp" | "tls" | undefined
+  /** How to verify the server when `transport` is `tls` (`localAddress` above, when set, overrides the one here). */
+  readonly tls?: Network.TlsConnectOptions | undefined
   readonly auth: Auth
   /** REQUESTED-ADDRESS-FAMILY for the relayed address; omitted: the server's default (IPv4). */
   readonly family?: Family | undefined
@@ -348,6 +393,30 @@ export interface AllocateOptions {
   readonly localAddress?: string | undefined
   /** How many times an Allocate answered with 437 is tried again from a new local port (default 2). */
   readonly mismatchRetries?: number | undefined
+  /**
+   * ADDITIONAL-ADDRESS-FAMILY IPv6 (RFC 8656 §7.1): a dual-stack allocation, an IPv4 and an IPv6 relayed address.
+   * Not with `family` nor `reservationToken` ({@link InvalidAllocateOptions}).
+   */
+  readonly additionalFamily?: "IPv6" | undefined
+  /** DONT-FRAGMENT (RFC 8656 §7.1): asks the server to set the DF bit on relayed packets. */
+  readonly dontFragment?: boolean | undefined
+  /**
+   * EVEN-PORT (RFC 8656 §7.1): an even relayed port, and with `reserveNext` the next port reserved; the
+   * RESERVATION-TOKEN returned is {@link Allocation.reservationToken}. Not with `reservationToken`.
+   */
+  readonly evenPort?: { readonly reserveNext: boolean } | undefined
+  /**
+   * RESERVATION-TOKEN (RFC 8656 §7.1): the port another allocation reserved with EVEN-PORT. Not with `evenPort`,
+   * `family` nor `additionalFamily` ({@link InvalidAllocateOptions}).
+   */
+  readonly reservationToken?: Uint8Array | undefined
+  /**
+   * Drops permissions not in use: when its 240 s refresh is due, a peer IP nothing was sent to or received from
+   * (Send, ChannelData, Data) for longer than this is not refreshed and leaves {@link Allocation.permissions}; the
+   * server lets it expire. Omitted: permissions are kept until {@link Allocation.drop}. Channels are kept until
+   * `drop` either way (their refresh reinstalls the permission on the server).
+   */
+  readonly permissionIdleTimeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -368,10 +437,23 @@ export interface PeerData {
  * @category models
  */
 export interface Allocation {
+  /**
+   * The server holding the allocation: the alternate after a 300 Try Alternate (RFC 8489 §10), which is asked with
+   * the same credentials (the session learns its realm and nonce from its 401 if they differ).
+   */
   readonly server: SocketAddress
-  readonly transport: "udp" | "tcp"
+  readonly transport: "udp" | "tcp" | "tls"
   /** XOR-RELAYED-ADDRESS: where peers send to reach us. */
   readonly relayed: SocketAddress
+  /** Every XOR-RELAYED-ADDRESS the server returned, `relayed` first (two for a dual-stack allocation). */
+  readonly relayedAddresses: ReadonlyArray<SocketAddress>
+  /**
+   * ADDRESS-ERROR-CODE in the Allocate success: the server could not allocate the additional family (RFC 8656 §7.2);
+   * the allocation stands with the other family.
+   */
+  readonly addressError: { readonly family: Family; readonly code: number; readonly reason: string } | undefined
+  /** RESERVATION-TOKEN returned for an EVEN-PORT with `reserveNext`, to allocate the reserved port with. */
+  readonly reservationToken: Uint8Array | undefined
   /** XOR-MAPPED-ADDRESS: our address as the server sees it, when it said. */
   readonly mapped: SocketAddress | undefined
   /** The local socket's address. */
@@ -439,11 +521,27 @@ export const allocate = (
   Effect.gen(function*() {
     const network = yield* Network.Network
     const outer = yield* Effect.scope
-    const server = plain(options.server)
-    const serverText = TransportAddress.format(server)
+    const original = plain(options.server)
+    let server = original
+    let serverText = TransportAddress.format(server)
     const transport = options.transport ?? "udp"
     const credentials = yield* credentialsOf(options.auth)
     const session = yield* StunTransaction.makeLongTermSession(credentials.username, credentials.password)
+    const conflict = options.evenPort !== undefined && options.reservationToken !== undefined
+      ? "EVEN-PORT and RESERVATION-TOKEN"
+      : options.additionalFamily !== undefined && options.family !== undefined
+      ? "REQUESTED-ADDRESS-FAMILY and ADDITIONAL-ADDRESS-FAMILY"
+      : options.reservationToken !== undefined &&
+          (options.family !== undefined || options.additionalFamily !== undefined)
+      ? "RESERVATION-TOKEN and an address family"
+      : undefined
+    if (conflict !== undefined) {
+      return yield* Effect.fail(new InvalidAllocateOptions({ reason: `${conflict} are mutually exclusive` }))
+    }
+    const clock = yield* Effect.clock
+    /** When something was last sent to or received from each peer IP (for `permissionIdleTimeout`). */
+    const lastUsed = new Map<string, number>()
+    const touch = (ip: string) => void lastUsed.set(ip, clock.unsafeCurrentTimeMillis())
 
     // State shared by the receive handler (plain code) and the control plane.
     const channelPeers = new Map<number, SocketAddress>()
@@ -457,6 +555,7 @@ export const allocate = (
       const peer = StunMessage.find(message, "XorPeerAddress")
       const data = StunMessage.find(message, "Data")
       if (peer === undefined || data === undefined) return
+      touch(peer.address.ip)
       mailbox.unsafeOffer({ peer: plain(peer.address), data: data.value.slice() })
     }
     const onOther = (bytes: Uint8Array, from: SocketAddress) => {
@@ -465,6 +564,7 @@ export const allocate = (
       if (Either.isLeft(decoded)) return
       const peer = channelPeers.get(decoded.right.channel)
       if (peer === undefined) return
+      touch(peer.ip)
       mailbox.unsafeOffer({ peer, data: decoded.right.data.slice() })
     }
     const handlers = { onIndication, onOther }
@@ -478,10 +578,10 @@ export const allocate = (
             return { client, local: plain(socket.local) }
           })
           : Effect.gen(function*() {
-            const socket = yield* network.connectTcp(
-              server,
-              options.localAddress === undefined ? {} : { localAddress: options.localAddress }
-            )
+            const from = options.localAddress === undefined ? {} : { localAddress: options.localAddress }
+            const socket = yield* transport === "tls"
+              ? network.connectTls(server, { ...options.tls, ...from })
+              : network.connectTcp(server, from)
             const client = yield* StunTransaction.makeTcp(socket, handlers)
             return { client, local: plain(socket.local) }
           }),
@@ -497,14 +597,25 @@ export const allocate = (
     const allocateAttributes = [
       StunAttribute.requestedTransport(17),
       ...(options.family === undefined ? [] : [StunAttribute.requestedAddressFamily(options.family)]),
-      ...lifetimeAttribute
+      ...lifetimeAttribute,
+      ...(options.additionalFamily === undefined
+        ? []
+        : [StunAttribute.additionalAddressFamily(options.additionalFamily)]),
+      ...(options.evenPort === undefined ? [] : [StunAttribute.evenPort(options.evenPort.reserveNext)]),
+      ...(options.reservationToken === undefined ? [] : [StunAttribute.reservationToken(options.reservationToken)]),
+      ...(options.dontFragment === true ? [StunAttribute.dontFragment] : [])
     ]
+    const alternateOf = (error: TurnError): SocketAddress | undefined =>
+      error._tag === "StunErrorResponse" && error.code === 300
+        ? StunMessage.find(error.response, "AlternateServer")?.address
+        : undefined
 
     // Allocate, from a new local port after a 437 (RFC 8656 §7.3).
     let retries = options.mismatchRetries ?? 2
     let scope: Scope.CloseableScope
     let connection: Connection
     let response: StunTransaction.Response
+    let redirected = false
     while (true) {
       scope = yield* Scope.fork(outer, ExecutionStrategy.sequential)
       const attempt = yield* Effect.either(
@@ -522,6 +633,24 @@ export const allocate = (
         yield* Effect.logDebug(`TURN Allocate to ${serverText}: 437, retrying from a new local port`)
         continue
       }
+      // 300 Try Alternate (RFC 8489 §10): once, to the alternate, from a new socket, with the same credentials.
+      const alternate = alternateOf(attempt.left)
+      if (alternate !== undefined) {
+        if (redirected) {
+          return yield* Effect.fail(
+            new TryAlternate({
+              server: TransportAddress.format(original),
+              alternate: serverText,
+              next: TransportAddress.format(alternate)
+            })
+          )
+        }
+        redirected = true
+        server = plain(alternate)
+        serverText = TransportAddress.format(server)
+        yield* Effect.logDebug(`TURN Allocate: 300 Try Alternate, trying ${serverText}`)
+        continue
+      }
       return yield* Effect.fail(attempt.left)
     }
     const client = connection.client
@@ -533,6 +662,21 @@ export const allocate = (
       )
     }
     const relayed = plain(relayedAttribute.address)
+    const relayedAddresses = response.message.attributes.flatMap((a) =>
+      a._tag === "XorRelayedAddress" ? [plain(a.address)] : []
+    )
+    const addressErrorAttribute = StunMessage.find(response.message, "AddressErrorCode")
+    const addressError = addressErrorAttribute === undefined ? undefined : {
+      family: addressErrorAttribute.family,
+      code: addressErrorAttribute.code,
+      reason: addressErrorAttribute.reason
+    }
+    if (addressError !== undefined) {
+      yield* Effect.logWarning(
+        `TURN Allocate on ${serverText}: no ${addressError.family} relayed address (${addressError.code} ${addressError.reason})`
+      )
+    }
+    const tokenAttribute = StunMessage.find(response.message, "ReservationToken")
     const mappedAttribute = StunMessage.find(response.message, "XorMappedAddress")
     const lifetime = yield* Ref.make(StunMessage.find(response.message, "Lifetime")?.seconds ?? 600)
     const failure = yield* Deferred.make<never, TurnError>()
@@ -608,12 +752,22 @@ export const allocate = (
     })
     yield* FiberHandle.run(refreshHandle, refreshLoop)
 
-    // Permissions (RFC 8656 §9): a refresh timer per peer IP.
+    // Permissions (RFC 8656 §9): a refresh timer per peer IP; one idle past `permissionIdleTimeout` is let go.
+    const idleMillis = options.permissionIdleTimeout === undefined
+      ? undefined
+      : Duration.toMillis(Duration.decode(options.permissionIdleTimeout))
     const permissionLoop = (peer: SocketAddress): Effect.Effect<void> =>
       Effect.gen(function*() {
         const interval = yield* PermissionRefreshInterval
         while (true) {
           yield* Effect.sleep(interval)
+          if (idleMillis !== undefined && clock.unsafeCurrentTimeMillis() - (lastUsed.get(peer.ip) ?? 0) > idleMillis) {
+            yield* Effect.logDebug(`TURN permission for ${peer.ip} idle, not refreshed`)
+            permitted.delete(peer.ip)
+            confirmed.delete(peer.ip)
+            lastUsed.delete(peer.ip)
+            return
+          }
           const result = yield* Effect.either(
             request(client, StunMessage.StunMethod.CreatePermission, [StunAttribute.xorPeerAddress(peer)])
           )
@@ -654,6 +808,7 @@ export const allocate = (
             if (deferred === undefined) continue
             if (Exit.isSuccess(result)) {
               confirmed.add(peer.ip)
+              touch(peer.ip)
               yield* FiberMap.run(permissionFibers, peer.ip, permissionLoop(peer))
             } else {
               permitted.delete(peer.ip)
@@ -718,6 +873,7 @@ export const allocate = (
             Deferred.unsafeDone(permission, Exit.void)
             permitted.set(peer.ip, permission)
             confirmed.add(peer.ip)
+            touch(peer.ip)
             yield* FiberMap.run(permissionFibers, peer.ip, permissionLoop(peer))
           }
         }
@@ -737,13 +893,15 @@ export const allocate = (
         }
         permitted.delete(target.ip)
         confirmed.delete(target.ip)
+        lastUsed.delete(target.ip)
         yield* FiberMap.remove(permissionFibers, target.ip)
       })
 
-    const padded = transport === "tcp"
-    const send = (peer: SocketAddress, data: Uint8Array): Effect.Effect<void, TurnError> => {
+    const padded = transport !== "udp"
+    const sendNow = (peer: SocketAddress, data: Uint8Array): Effect.Effect<void, TurnError> => {
       if (closed) return Effect.fail(new AllocationClosed({ server: serverText }))
       if (failedWith !== undefined) return Effect.fail(failedWith)
+      touch(peer.ip)
       const channel = peerChannels.get(peerKey(peer))
       if (channel !== undefined) {
         return client.send(server, TurnChannelData.encode(channel, data, { padded }))
@@ -756,10 +914,16 @@ export const allocate = (
       return Effect.zipRight(permit([peer]), indication)
     }
 
+    const send = (peer: SocketAddress, data: Uint8Array): Effect.Effect<void, TurnError> =>
+      Effect.suspend(() => sendNow(peer, data))
+
     const allocation: Allocation = {
       server,
       transport,
       relayed,
+      relayedAddresses,
+      addressError,
+      reservationToken: tokenAttribute?.value.slice(),
       mapped: mappedAttribute === undefined ? undefined : plain(mappedAttribute.address),
       local: connection.local,
       lifetime: Ref.get(lifetime),

@@ -68,7 +68,8 @@
  * SYN and runs `onConnection` in a fiber and scope of its own, inside the listener's scope (closing the listener
  * ends its connections). Closing either side sends a FIN, which ends the peer's `closed` successfully one way
  * later; a segment for a connection that no longer exists is answered with an RST, which fails the peer's
- * `closed` with `ConnectionReset`.
+ * `closed` with `ConnectionReset`. The simulator does not encrypt: `connectTls` opens a plain simulated TCP
+ * connection (its certificate options are ignored), so engines that use TLS run unchanged.
  *
  * Accounting. The world counts packets sent by hosts and delivered to hosts, and every drop by reason, and keeps a
  * bounded log of drops (where, why, and for router and link drops a detail such as "filtered by APDF at NAT a");
@@ -1586,6 +1587,8 @@ class Simulation {
         network: {
           bindUdp: (bind) => this.bindUdp(state, bind),
           connectTcp: (remote, connect) => this.connectTcp(state, remote, connect),
+          // The simulator does not encrypt: a TLS connection is a plain TCP connection, and no certificate is checked.
+          connectTls: (remote, connect) => this.connectTcp(state, remote, connect),
           listenTcp: (listen, onConnection) => this.listenTcp(state, listen, onConnection),
           interfaces: Effect.succeed(interfaces),
           lookup: (name) => this.lookup(name)

@@ -4,6 +4,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Option, Ref, Scope, Stream } from "effect"
+import { execFileSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as Tls from "node:tls"
 import * as Network from "../src/Network.js"
 import * as NodeNetwork from "../src/NodeNetwork.js"
 import type { SocketAddress } from "../src/TransportAddress.js"
@@ -550,4 +555,98 @@ describe("NodeNetwork interfaces and layer", () => {
       const socket = yield* network.bindUdp({ address: "127.0.0.1" })
       assert.isAbove(socket.local.port, 0)
     }).pipe(Effect.provide(NodeNetwork.layer)))
+})
+
+/** A self-signed certificate for `localhost` and 127.0.0.1, made with `openssl` in a temporary directory. */
+const selfSigned = Effect.acquireRelease(
+  Effect.sync(() => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ice-tls-"))
+    const key = Path.join(dir, "key.pem")
+    const cert = Path.join(dir, "cert.pem")
+    execFileSync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1"
+    ], { stdio: "ignore" })
+    return { dir, key: Fs.readFileSync(key, "utf8"), cert: Fs.readFileSync(cert, "utf8") }
+  }),
+  ({ dir }) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+)
+
+/** A `node:tls` echo server on 127.0.0.1 for the lifetime of the scope; gives its port. */
+const tlsEchoServer = (key: string, cert: string) =>
+  Effect.acquireRelease(
+    Effect.async<{ readonly server: Tls.Server; readonly port: number }>((resume) => {
+      const server = Tls.createServer({ key, cert }, (socket) => {
+        socket.on("error", () => {})
+        socket.pipe(socket)
+      })
+      server.on("tlsClientError", () => {})
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        resume(Effect.succeed({ server, port: typeof address === "object" && address !== null ? address.port : 0 }))
+      })
+    }),
+    ({ server }) =>
+      Effect.async<void>((resume) => {
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+describe("NodeNetwork TLS", () => {
+  it.scopedLive("connectTls to a node:tls echo server, verified with the test's own CA, echoes bytes", () =>
+    Effect.gen(function*() {
+      const network = yield* NodeNetwork.make
+      const { cert, key } = yield* selfSigned
+      const { port } = yield* tlsEchoServer(key, cert)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* network.connectTls({ family: "IPv4", ip: "127.0.0.1", port }, { ca: cert }).pipe(
+          Effect.timeout(wait)
+        )
+        assert.deepStrictEqual(client.remote, { family: "IPv4", ip: "127.0.0.1", port, transport: "tcp" })
+        assert.strictEqual(client.local.ip, "127.0.0.1")
+        assert.isAbove(client.local.port, 0)
+        const echoed = yield* collector(client)
+        const payload = pattern(100_000, 5)
+        yield* client.write(payload.subarray(0, 1))
+        yield* client.write(payload.subarray(1))
+        const back = yield* echoed.until(payload.length)
+        assert.isTrue(Buffer.from(back).equals(Buffer.from(payload)), "echoed bytes differ")
+      }))
+    }))
+
+  it.scopedLive("a certificate that does not verify fails with TlsFailed", () =>
+    Effect.gen(function*() {
+      const network = yield* NodeNetwork.make
+      const { cert, key } = yield* selfSigned
+      const { port } = yield* tlsEchoServer(key, cert)
+      const error = yield* errorOf(network.connectTls({ family: "IPv4", ip: "127.0.0.1", port }))
+      assert.strictEqual(error.reason, "TlsFailed")
+      assert.strictEqual(error.operation, "connect")
+      assert.strictEqual(error.address, `127.0.0.1:${port}`)
+      assert.instanceOf(error.cause, Error)
+      // And the wrong name fails too, even with the right CA.
+      const wrongName = yield* errorOf(
+        network.connectTls({ family: "IPv4", ip: "127.0.0.1", port }, { ca: cert, serverName: "example.com" })
+      )
+      assert.strictEqual(wrongName.reason, "TlsFailed")
+      // Not verifying connects.
+      yield* Effect.scoped(
+        network.connectTls({ family: "IPv4", ip: "127.0.0.1", port }, { rejectUnauthorized: false }).pipe(
+          Effect.timeout(wait)
+        )
+      )
+    }))
 })

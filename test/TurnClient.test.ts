@@ -34,10 +34,19 @@ interface Received {
   readonly method: number
   readonly message: StunMessage.DecodedStunMessage
   readonly from: SocketAddress
+  /** The fake's port the request arrived on (3478, or 3479 for the alternate). */
+  readonly port: number
 }
 
 /** What the script does with the n-th (1-based, per method, authenticated) request of a method. */
-type Action = "drop" | { readonly code: number; readonly reason: string } | undefined
+type Action =
+  | "drop"
+  | {
+    readonly code: number
+    readonly reason: string
+    readonly attributes?: ReadonlyArray<StunAttribute.StunAttribute>
+  }
+  | undefined
 
 /** How the fake answers the client: a datagram back to its address, or a write on its TCP connection. */
 type Reply = (bytes: Uint8Array) => void
@@ -46,15 +55,21 @@ interface FakeOptions {
   readonly users?: Record<string, string>
   readonly secret?: string
   readonly lifetime?: number
-  readonly script?: (method: number, count: number) => Action
+  readonly script?: (method: number, count: number, port: number) => Action
+  /** Answer ADDITIONAL-ADDRESS-FAMILY IPv6 with an IPv6 relayed address (otherwise ADDRESS-ERROR-CODE 440). */
+  readonly ipv6Relay?: boolean
 }
 
 const v4 = (ip: string, port: number): SocketAddress => ({ family: "IPv4", ip, port })
+const alternateServer = v4(serverIp, 3479)
+const relayedV6: SocketAddress = { family: "IPv6", ip: "2001:db8::1", port: 50000 }
+const token = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])
 
 /** The scripted TURN server: one allocation at a time (enough for these tests). */
 const fakeTurn = (host: VirtualNetwork.Host, options: FakeOptions = {}) =>
   Effect.gen(function*() {
     const socket = yield* host.network.bindUdp({ address: serverIp, port: 3478 })
+    const alternate = yield* host.network.bindUdp({ address: serverIp, port: alternateServer.port })
     const relay = yield* host.network.bindUdp({ address: serverIp, port: 50000 })
     const received: Array<Received> = []
     const counts = new Map<number, number>()
@@ -92,10 +107,16 @@ const fakeTurn = (host: VirtualNetwork.Host, options: FakeOptions = {}) =>
           { integrity: key, fingerprint: true }
         ))
       )
-    const onRequest = (message: StunMessage.DecodedStunMessage, from: SocketAddress, reply: Reply, tcp: boolean) =>
+    const onRequest = (
+      message: StunMessage.DecodedStunMessage,
+      from: SocketAddress,
+      reply: Reply,
+      tcp: boolean,
+      port: number
+    ) =>
       Effect.gen(function*() {
         const at = yield* Clock.currentTimeMillis
-        received.push({ at, method: message.method, message, from })
+        received.push({ at, method: message.method, message, from, port })
         const username = StunMessage.find(message, "Username")?.value
         const password = username === undefined ? undefined : passwordOf(username)
         if (message.integrityOffset < 0 || username === undefined || password === undefined) {
@@ -141,10 +162,16 @@ const fakeTurn = (host: VirtualNetwork.Host, options: FakeOptions = {}) =>
         state.usernames.push(username)
         const count = (counts.get(message.method) ?? 0) + 1
         counts.set(message.method, count)
-        const action = options.script?.(message.method, count)
+        const action = options.script?.(message.method, count, port)
         if (action === "drop") return
         if (action !== undefined) {
-          return yield* answer(message, reply, [StunAttribute.errorCode(action.code, action.reason)], key, true)
+          return yield* answer(
+            message,
+            reply,
+            [StunAttribute.errorCode(action.code, action.reason), ...(action.attributes ?? [])],
+            key,
+            true
+          )
         }
         const lifetime = options.lifetime ?? 600
         switch (message.method) {
@@ -155,8 +182,20 @@ const fakeTurn = (host: VirtualNetwork.Host, options: FakeOptions = {}) =>
             state.client = from
             state.deliver = reply
             state.tcp = tcp
+            const extra: Array<StunAttribute.StunAttribute> = []
+            if (StunMessage.find(message, "AdditionalAddressFamily") !== undefined) {
+              extra.push(
+                options.ipv6Relay === true
+                  ? StunAttribute.xorRelayedAddress(relayedV6)
+                  : StunAttribute.addressErrorCode("IPv6", 440, "Address Family not Supported")
+              )
+            }
+            if (StunMessage.find(message, "EvenPort")?.reserveNext === true) {
+              extra.push(StunAttribute.reservationToken(token))
+            }
             return yield* answer(message, reply, [
               StunAttribute.xorRelayedAddress(relayedAddress),
+              ...extra,
               StunAttribute.xorMappedAddress(from),
               StunAttribute.lifetime(lifetime)
             ], key)
@@ -181,7 +220,7 @@ const fakeTurn = (host: VirtualNetwork.Host, options: FakeOptions = {}) =>
           }
         }
       })
-    const onPacket = (data: Uint8Array, from: SocketAddress, reply: Reply, tcp: boolean) => {
+    const onPacket = (data: Uint8Array, from: SocketAddress, reply: Reply, tcp: boolean, port = 3478) => {
       if (TurnChannelData.isChannelData(data)) {
         const decoded = Either.getOrThrow(TurnChannelData.decode(data))
         const peer = state.channels.get(decoded.channel)
@@ -198,9 +237,12 @@ const fakeTurn = (host: VirtualNetwork.Host, options: FakeOptions = {}) =>
         relay.unsafeSend(StunMessage.find(message, "Data")!.value.slice(), v4(peer.ip, peer.port))
         return
       }
-      return Effect.orDie(onRequest(message, from, reply, tcp))
+      return Effect.orDie(onRequest(message, from, reply, tcp, port))
     }
     yield* socket.setHandler((data, from) => onPacket(data, from, (bytes) => socket.unsafeSend(bytes, from), false))
+    yield* alternate.setHandler((data, from) =>
+      onPacket(data, from, (bytes) => alternate.unsafeSend(bytes, from), false, alternateServer.port)
+    )
     // TURN over TCP (RFC 8656 §12.5): STUN and ChannelData framed on the stream, ChannelData padded to 4 bytes.
     yield* host.network.listenTcp({ address: serverIp, port: 3478 }, (connection) =>
       Effect.gen(function*() {
@@ -584,5 +626,156 @@ describe("TurnClient", () => {
       })
       assert.deepStrictEqual(allocation.relayed, relayedAddress)
       assert.deepStrictEqual(fake.state.usernames, ["1700003600:bob"])
+    }))
+
+  it.scoped("ADDITIONAL-ADDRESS-FAMILY IPv6: both relayed addresses exposed, relayed the first", () =>
+    Effect.gen(function*() {
+      const { clientHost, fake } = yield* setup({ ipv6Relay: true })
+      const { allocation } = yield* allocateIn(clientHost, { additionalFamily: "IPv6" })
+      const sent = fake.received.filter((r) => r.method === Allocate)[1]!.message
+      assert.strictEqual(StunMessage.find(sent, "AdditionalAddressFamily")?.family, "IPv6")
+      assert.isUndefined(StunMessage.find(sent, "RequestedAddressFamily"))
+      assert.isUndefined(StunMessage.find(sent, "DontFragment"))
+      assert.isUndefined(StunMessage.find(sent, "EvenPort"))
+      assert.deepStrictEqual(allocation.relayed, relayedAddress)
+      assert.deepStrictEqual(allocation.relayedAddresses, [relayedAddress, relayedV6])
+      assert.isUndefined(allocation.addressError)
+      assert.isUndefined(allocation.reservationToken)
+    }))
+
+  it.scoped("ADDITIONAL-ADDRESS-FAMILY refused with ADDRESS-ERROR-CODE: reported, the IPv4 allocation stands", () =>
+    Effect.gen(function*() {
+      const { clientHost } = yield* setup()
+      const { allocation } = yield* allocateIn(clientHost, { additionalFamily: "IPv6" })
+      assert.deepStrictEqual(allocation.relayedAddresses, [relayedAddress])
+      assert.deepStrictEqual(allocation.addressError, {
+        family: "IPv6",
+        code: 440,
+        reason: "Address Family not Supported"
+      })
+      const probe = yield* Effect.fork(Effect.either(allocation.failed))
+      yield* TestClock.adjust("1 millis")
+      assert.isNull(probe.unsafePoll())
+    }))
+
+  it.scoped("DONT-FRAGMENT and EVEN-PORT on Allocate; the RESERVATION-TOKEN returned is sent by the next Allocate", () =>
+    Effect.gen(function*() {
+      const { clientHost, fake } = yield* setup()
+      const { allocation, scope } = yield* allocateIn(clientHost, {
+        dontFragment: true,
+        evenPort: { reserveNext: true }
+      })
+      const sent = fake.received.filter((r) => r.method === Allocate)[1]!.message
+      assert.isDefined(StunMessage.find(sent, "DontFragment"))
+      assert.strictEqual(StunMessage.find(sent, "EvenPort")?.reserveNext, true)
+      assert.isUndefined(StunMessage.find(sent, "ReservationToken"))
+      assert.deepStrictEqual(allocation.reservationToken, token)
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(closing)
+      const second = yield* allocateIn(clientHost, { reservationToken: allocation.reservationToken! })
+      const last = fake.received.filter((r) => r.method === Allocate).at(-1)!.message
+      assert.deepStrictEqual(StunMessage.find(last, "ReservationToken")?.value, token)
+      assert.isUndefined(StunMessage.find(last, "EvenPort"))
+      assert.isUndefined(StunMessage.find(last, "DontFragment"))
+      assert.isUndefined(second.allocation.reservationToken)
+    }))
+
+  it.scoped("EVEN-PORT with RESERVATION-TOKEN (or an address family) is InvalidAllocateOptions, nothing sent", () =>
+    Effect.gen(function*() {
+      const { clientHost, fake } = yield* setup()
+      const refuse = (options: Partial<TurnClient.AllocateOptions>) =>
+        Effect.flip(Effect.scoped(
+          Effect.provide(
+            TurnClient.allocate({ server, auth: staticAuth, ...options }),
+            VirtualNetwork.layer(clientHost)
+          )
+        ))
+      const both = yield* refuse({ evenPort: { reserveNext: false }, reservationToken: token })
+      assert.strictEqual(both._tag, "InvalidAllocateOptions")
+      assert.strictEqual(both.message, "TURN Allocate: EVEN-PORT and RESERVATION-TOKEN are mutually exclusive")
+      assert.strictEqual((yield* refuse({ family: "IPv4", additionalFamily: "IPv6" }))._tag, "InvalidAllocateOptions")
+      assert.strictEqual((yield* refuse({ family: "IPv4", reservationToken: token }))._tag, "InvalidAllocateOptions")
+      assert.strictEqual(fake.received.length, 0)
+    }))
+
+  it.scoped("300 Try Alternate: the Allocate is sent again to ALTERNATE-SERVER from a new socket; it holds the allocation", () =>
+    Effect.gen(function*() {
+      const { clientHost, fake } = yield* setup({
+        script: (m, _n, port) =>
+          m === Allocate && port === server.port
+            ? { code: 300, reason: "Try Alternate", attributes: [StunAttribute.alternateServer(alternateServer)] }
+            : undefined
+      })
+      const { allocation } = yield* allocateIn(clientHost)
+      // 401 back at 20, 300 back at 40, the alternate's Allocate leaves at once (arrives 50) with the same credentials.
+      const allocates = fake.received.filter((r) => r.method === Allocate)
+      assert.deepStrictEqual(allocates.map((r) => [r.at, r.port]), [[10, 3478], [30, 3478], [50, 3479]])
+      assert.notStrictEqual(allocates[2]!.from.port, allocates[1]!.from.port)
+      assert.strictEqual(allocation.local.port, allocates[2]!.from.port)
+      assert.deepStrictEqual(allocation.server, alternateServer)
+      assert.deepStrictEqual(allocation.relayed, relayedAddress)
+      assert.strictEqual(fake.state.client?.port, allocation.local.port)
+      // Ready at 60 ms: the refresh goes to the alternate at 540.060 (arrives 540.070).
+      yield* at(600_000)
+      assert.deepStrictEqual(fake.received.filter((r) => r.method === Refresh).map((r) => [r.at, r.port]), [[
+        540_070,
+        3479
+      ]])
+    }))
+
+  it.scoped("a second 300 fails with TryAlternate naming both servers, at 60 ms", () =>
+    Effect.gen(function*() {
+      const next = v4(serverIp, 3480)
+      const { clientHost, fake } = yield* setup({
+        script: (m, _n, port) =>
+          m === Allocate
+            ? {
+              code: 300,
+              reason: "Try Alternate",
+              attributes: [StunAttribute.alternateServer(port === server.port ? alternateServer : next)]
+            }
+            : undefined
+      })
+      const fiber = yield* Effect.fork(Effect.flip(Effect.scoped(
+        Effect.provide(TurnClient.allocate({ server, auth: staticAuth }), VirtualNetwork.layer(clientHost))
+      )))
+      yield* at(59)
+      assert.isNull(fiber.unsafePoll())
+      yield* at(60)
+      const error = yield* Fiber.join(fiber)
+      assert.strictEqual(error._tag, "TryAlternate")
+      if (error._tag !== "TryAlternate") return
+      assert.deepStrictEqual(
+        [error.server, error.alternate, error.next],
+        ["203.0.113.1:3478", "203.0.113.1:3479", "203.0.113.1:3480"]
+      )
+      assert.deepStrictEqual(fake.received.filter((r) => r.method === Allocate).map((r) => r.port), [3478, 3478, 3479])
+      assert.isUndefined(fake.state.client)
+    }))
+
+  it.scoped("permissionIdleTimeout: a peer idle past it is not refreshed and leaves permissions; an active one is", () =>
+    Effect.gen(function*() {
+      const { clientHost, fake, peerSocket } = yield* setup()
+      const { allocation } = yield* allocateIn(clientHost, { permissionIdleTimeout: "300 seconds" })
+      const other = v4("192.0.2.51", 9000)
+      const fiber = yield* Effect.fork(allocation.permit([peer, other]))
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(fiber)
+      // Both answered at 120 ms; peer used by a send at 200 s and a datagram back at 500.020 s, other never.
+      yield* at(200_000)
+      yield* allocation.send(peer, text("out"))
+      yield* at(500_000)
+      yield* peerSocket.send(text("in"), relayedAddress)
+      // 240.120: both idle less than 300 s, refreshed. 480.140: other idle 480 s, dropped; peer (280 s) refreshed.
+      // 720.160: peer idle 220 s, refreshed. 960.180: peer idle 460 s, dropped.
+      yield* at(600_000)
+      assert.deepStrictEqual(allocation.permissions(), [peer.ip])
+      yield* at(1_500_000)
+      const permissions = fake.received.filter((r) => r.method === CreatePermission)
+      assert.deepStrictEqual(permissions.map((r) => r.at), [110, 240_130, 240_130, 480_150, 720_170])
+      const refreshedIps = permissions.slice(3).map((r) => StunMessage.find(r.message, "XorPeerAddress")?.address.ip)
+      assert.deepStrictEqual(refreshedIps, [peer.ip, peer.ip])
+      assert.deepStrictEqual(allocation.permissions(), [])
     }))
 })

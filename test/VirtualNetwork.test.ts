@@ -427,6 +427,29 @@ describe("VirtualNetwork", () => {
   })
 
   describe("TCP", () => {
+    it.scoped("connectTls is a plain TCP connection (the simulator does not encrypt; certificates are ignored)", () =>
+      Effect.gen(function*() {
+        const { a, b } = yield* twoHosts()
+        yield* b.network.listenTcp({ port: 5349 }, (socket) =>
+          Effect.gen(function*() {
+            yield* socket.setHandler((chunk) => socket.unsafeWrite(chunk))
+            yield* Effect.ignore(socket.closed)
+          }))
+        const connecting = yield* Effect.fork(
+          a.network.connectTls({ family: "IPv4", ip: "198.51.100.7", port: 5349 }, { ca: "not a PEM", serverName: "x" })
+        )
+        yield* TestClock.adjust("20 millis")
+        const client = yield* Fiber.join(connecting)
+        assert.deepStrictEqual(client.remote, { family: "IPv4", ip: "198.51.100.7", port: 5349, transport: "tcp" })
+        const received: Array<string> = []
+        yield* client.setHandler((chunk) => {
+          received.push(text(chunk))
+        })
+        yield* client.write(bytes("plain"))
+        yield* TestClock.adjust("20 millis")
+        assert.deepStrictEqual(received, ["plain"])
+      }))
+
     it.scoped("connects after exactly one RTT, carries data both ways in order, and propagates close", () =>
       Effect.gen(function*() {
         const { a, b } = yield* twoHosts()

@@ -442,6 +442,11 @@ export interface CoturnOptions {
   readonly extraArgs?: ReadonlyArray<string> | undefined
   /** How long to wait for the listeners, per attempt (default 10 s). */
   readonly readyTimeoutMs?: number | undefined
+  /**
+   * TLS listeners with this certificate and key (PEM file paths): replaces `--no-tls` with `--cert` and `--pkey`,
+   * and listens for TLS on `tlsPort` (P+2, alternate P+3) on both IPs. DTLS stays off.
+   */
+  readonly tls?: { readonly cert: string; readonly key: string } | undefined
 }
 
 /** A running coturn. */
@@ -452,6 +457,8 @@ export interface Coturn {
   readonly port: number
   /** `--alt-listening-port` (port + 1), on both IPs, UDP and TCP (not opened with `rfc5780: false`). */
   readonly altPort: number
+  /** `--tls-listening-port` (port + 2) on both IPs, when started with `tls`. */
+  readonly tlsPort: number | undefined
   readonly relayIp: string
   readonly relayPorts: readonly [number, number]
   readonly realm: string
@@ -491,8 +498,15 @@ const startCoturnOnce = async (
   relayIp: string,
   options: CoturnOptions
 ): Promise<Coturn> => {
-  const port = await freeUdpTcpPort(ips, { count: 2 })
+  const port = await freeUdpTcpPort(ips, { count: options.tls === undefined ? 2 : 4 })
   const altPort = port + 1
+  const tlsPort = options.tls === undefined ? undefined : port + 2
+  const tlsArgs = options.tls === undefined ? ["--no-tls"] : [
+    `--cert=${options.tls.cert}`,
+    `--pkey=${options.tls.key}`,
+    `--tls-listening-port=${port + 2}`,
+    `--alt-tls-listening-port=${port + 3}`
+  ]
   const realm = options.realm ?? "example.org"
   const auth: CoturnAuth = options.auth ?? { mode: "users", users: [["alice", "secret"]] }
   const relayStart = 50000 + randomInt(0, 49) * 200
@@ -516,7 +530,7 @@ const startCoturnOnce = async (
     ...authArgs,
     `--realm=${realm}`,
     "--fingerprint",
-    "--no-tls",
+    ...tlsArgs,
     "--no-dtls",
     "--no-cli",
     ...(options.rfc5780 === false ? ["--no-rfc5780"] : []),
@@ -549,7 +563,10 @@ const startCoturnOnce = async (
   }
 
   // With --no-rfc5780 coturn does not open the alternate port at all.
-  const expected = listenerLines(ips, options.rfc5780 === false ? [port] : [port, altPort])
+  const expected = [
+    ...listenerLines(ips, options.rfc5780 === false ? [port] : [port, altPort]),
+    ...(tlsPort === undefined ? [] : ips.map((ip) => `TLS/TCP listener opened on : ${ip}:${tlsPort}`))
+  ]
   const timeoutMs = options.readyTimeoutMs ?? 10_000
   const polls = Math.ceil(timeoutMs / 50)
   for (let i = 0; i <= polls; i++) {
@@ -566,6 +583,7 @@ const startCoturnOnce = async (
         ips,
         port,
         altPort,
+        tlsPort,
         relayIp,
         relayPorts,
         realm,
@@ -587,8 +605,8 @@ const startCoturnOnce = async (
 
 /**
  * Starts `turnserver -n` (no configuration file, so `/etc/turnserver.conf` is ignored) on two listening IPs (so
- * RFC 5780 is on), a port P and `--alt-listening-port` P+1 found free at run time, relays on a third IP, no TLS,
- * DTLS or CLI, a log file and pid file in a fresh temporary directory. Resolves once the log shows every UDP and
+ * RFC 5780 is on), a port P and `--alt-listening-port` P+1 found free at run time, relays on a third IP, no TLS
+ * (unless `tls` is given), DTLS or CLI, a log file and pid file in a fresh temporary directory. Resolves once the log shows every UDP and
  * TCP listener open (the last being `UDP listener opened on: IP2:P+1`), within `readyTimeoutMs`. A port taken
  * meanwhile by somebody else is retried with another one (3 attempts).
  */

@@ -3,11 +3,15 @@
  * static user (alice:secret) and with TURN REST API credentials (`--use-auth-secret`): allocate, permit a peer (a
  * plain UDP socket on another loopback address), send both ways with Send/Data indications and with ChannelData,
  * refresh, release; the bytes arrive intact both ways, and coturn's log shows the allocation deleted on release.
- * Every wait is bounded.
+ * Also over TLS (`NodeNetwork.connectTls`) to a coturn with a self-signed certificate made at test time, which the
+ * client trusts as its CA. Every wait is bounded.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Chunk, Effect, Exit, Queue, Scope, Stream } from "effect"
 import { execFileSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Network from "../../src/Network.js"
 import * as NodeNetwork from "../../src/NodeNetwork.js"
@@ -41,14 +45,21 @@ const logMatch = (coturn: Coturn, from: number, pattern: RegExp) =>
     return null
   })
 
+/** A TLS coturn and the PEM of its self-signed certificate. */
+interface TlsServer {
+  readonly coturn: Coturn
+  readonly ca: string
+}
+
 const scenario = (
-  servers: () => { readonly users: Coturn; readonly rest: Coturn },
+  servers: () => { readonly users: Coturn; readonly rest: Coturn; readonly tls: TlsServer },
   addresses: () => { readonly client: string; readonly peer: string },
-  transport: "udp" | "tcp",
+  transport: "udp" | "tcp" | "tls",
   mode: "static" | "secret"
 ) =>
   Effect.gen(function*() {
-    const coturn = mode === "static" ? servers().users : servers().rest
+    const coturn = transport === "tls" ? servers().tls.coturn : mode === "static" ? servers().users : servers().rest
+    const serverPort = transport === "tls" ? coturn.tlsPort! : coturn.port
     const { client: clientIp, peer: peerIp } = addresses()
     const network = yield* Network.Network
     const peerSocket = yield* network.bindUdp({ address: peerIp })
@@ -63,8 +74,9 @@ const scenario = (
       : { mode: "secret", secret, user: "carol", ttlSeconds: 600 }
     const allocation = yield* bounded(
       TurnClient.allocate({
-        server: v4(coturn.ips[0], coturn.port),
+        server: v4(coturn.ips[0], serverPort),
         transport,
+        ...(transport === "tls" ? { tls: { ca: servers().tls.ca } } : {}),
         auth,
         localAddress: clientIp,
         lifetime: 1200
@@ -122,6 +134,13 @@ const scenario = (
       yield* logMatch(coturn, logStart, deleted),
       `no deletion line in coturn's log:\n${coturn.log().slice(logStart)}`
     )
+    if (transport === "tls") {
+      // coturn logs the negotiated TLS version on the allocation's "new" line.
+      assert.match(
+        coturn.log().slice(logStart),
+        /session \d+: new, realm=<[^>]*>, username=<alice>.*method=TLSv1\.[23]/
+      )
+    }
   })
 
 describe.skipIf(coturnPeer.skip)(
@@ -129,25 +148,54 @@ describe.skipIf(coturnPeer.skip)(
   () => {
     let users: Coturn | undefined
     let rest: Coturn | undefined
+    let tls: TlsServer | undefined
+    let certDir: string | undefined
     let clientIp = ""
     let peerIp = ""
 
     beforeAll(async () => {
-      const [a1, a2, a3, b1, b2, b3, client, peer] = await pickLoopbackAddresses(8)
+      const [a1, a2, a3, b1, b2, b3, client, peer, c1, c2, c3] = await pickLoopbackAddresses(11)
       clientIp = client!
       peerIp = peer!
       users = await startCoturn({ addresses: [a1!, a2!, a3!] })
       rest = await startCoturn({ addresses: [b1!, b2!, b3!], auth: { mode: "secret", secret } })
+      // A self-signed certificate for the TLS coturn's listening IPs, trusted by the client as its CA.
+      certDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ice-coturn-tls-"))
+      const cert = Path.join(certDir, "cert.pem")
+      const key = Path.join(certDir, "key.pem")
+      execFileSync("openssl", [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        `subjectAltName=IP:${c1!},IP:${c2!}`
+      ], { stdio: "ignore", timeout: 30_000 })
+      tls = {
+        coturn: await startCoturn({ addresses: [c1!, c2!, c3!], tls: { cert, key } }),
+        ca: Fs.readFileSync(cert, "utf8")
+      }
     })
 
     afterAll(async () => {
       await users?.stop()
       await rest?.stop()
+      await tls?.coturn.stop()
+      if (certDir !== undefined) Fs.rmSync(certDir, { recursive: true, force: true })
     })
 
     const servers = () => {
-      if (users === undefined || rest === undefined) throw new Error("coturn did not start")
-      return { users, rest }
+      if (users === undefined || rest === undefined || tls === undefined) throw new Error("coturn did not start")
+      return { users, rest, tls }
     }
     const addresses = () => ({ client: clientIp, peer: peerIp })
 
@@ -157,6 +205,9 @@ describe.skipIf(coturnPeer.skip)(
           scenario(servers, addresses, transport, mode).pipe(Effect.provide(NodeNetwork.layer)))
       }
     }
+
+    it.scopedLive("tls, static credentials: allocate, Send/Data, ChannelData, refresh, release", () =>
+      scenario(servers, addresses, "tls", "static").pipe(Effect.provide(NodeNetwork.layer)))
 
     it("examples/turn-relay.ts relays both ways through coturn (REST credentials, TCP)", () => {
       const { rest } = servers()
