@@ -56,6 +56,26 @@ export const maxPendingStreamBytes = 1024 * 1024
 
 type Operation = Network.NetworkError["operation"]
 
+/**
+ * The completion of one pending send or write: resumes the `Effect.async` once (success or the error), and is
+ * registered in `pending` until then, so that closing the socket can fail everything still waiting on Node.
+ */
+const trackedCompletion = (
+  pending: Set<(error: Network.NetworkError) => void>,
+  resume: (effect: Effect.Effect<void, Network.NetworkError>) => void
+): (error: Network.NetworkError | undefined) => void => {
+  let done = false
+  const finish = (error: Network.NetworkError | undefined): void => {
+    if (done) return
+    done = true
+    pending.delete(fail)
+    resume(error === undefined ? Effect.void : Effect.fail(error))
+  }
+  const fail = (error: Network.NetworkError): void => finish(error)
+  pending.add(fail)
+  return finish
+}
+
 const errorCode = (error: unknown): string | undefined => {
   if (typeof error !== "object" || error === null || !("code" in error)) return undefined
   return typeof error.code === "string" ? error.code : undefined
@@ -365,15 +385,7 @@ const bindUdp = Effect.fn("NodeNetwork.bindUdp")(function*(options: Network.Bind
           Effect.fail(new Network.NetworkError({ reason: "InvalidAddress", operation: "send", address: format(to) }))
         )
       }
-      let done = false
-      const finish = (error: Network.NetworkError | undefined): void => {
-        if (done) return
-        done = true
-        inFlight.delete(fail)
-        resume(error === undefined ? Effect.void : Effect.fail(error))
-      }
-      const fail = (error: Network.NetworkError): void => finish(error)
-      inFlight.add(fail)
+      const finish = trackedCompletion(inFlight, resume)
       try {
         socket.send(data, to.port, to.ip, (error) => {
           finish(error === null ? undefined : toNetworkError(error, "send", format(to)))
@@ -485,15 +497,7 @@ const makeStreamState = (socket: Net.Socket, family: Family, addresses: Net.Sock
   const write = (data: Uint8Array): Effect.Effect<void, Network.NetworkError> =>
     Effect.async<void, Network.NetworkError>((resume) => {
       if (!socket.writable) return resume(Effect.fail(closedError("write", remoteText)))
-      let done = false
-      const finish = (error: Network.NetworkError | undefined): void => {
-        if (done) return
-        done = true
-        writing.delete(fail)
-        resume(error === undefined ? Effect.void : Effect.fail(error))
-      }
-      const fail = (error: Network.NetworkError): void => finish(error)
-      writing.add(fail)
+      const finish = trackedCompletion(writing, resume)
       try {
         socket.write(data, (error) => finish(error == null ? undefined : toNetworkError(error, "write", remoteText)))
       } catch (error) {

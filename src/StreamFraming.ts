@@ -110,6 +110,11 @@ export interface DeframerOptions {
    * the memory one partial frame can hold. Defaults: `defaultTurnMaxFrameSize`, `defaultRfc4571MaxFrameSize`.
    */
   readonly maxFrameSize?: number | undefined
+  /**
+   * TURN streams only: also accept ChannelData with the channel numbers of RFC 5766, whose first byte is 0x40–0x7F
+   * (RFC 8656 narrowed channels to 0x4000–0x4FFF, but deployed clients such as coturn's still use the old range).
+   */
+  readonly legacyChannelNumbers?: boolean | undefined
 }
 
 /**
@@ -139,13 +144,18 @@ export interface StreamDeframer {
 const modeTurn = 0
 const modeRfc4571 = 1
 
-/** A first byte that may start a frame on a TURN stream: STUN (top two bits 00) or ChannelData (0x40–0x4F). */
-const isTurnFrameStart = (byte: number): boolean => byte < 0x40 || (byte & 0xf0) === 0x40
+/**
+ * A first byte that may start a frame on a TURN stream: STUN (top two bits 00) or ChannelData (0x40 up to
+ * `maxChannelByte`: 0x4F, or 0x7F with RFC 5766 channel numbers).
+ */
+const isTurnFrameStart = (byte: number, maxChannelByte: number): boolean => byte <= maxChannelByte
 
 class Deframer implements StreamDeframer {
   readonly #mode: number
   readonly #headerSize: number
   readonly #maxFrameSize: number
+  /** The last first byte that starts a ChannelData frame: 0x4F, or 0x7F with RFC 5766 channel numbers. */
+  readonly #maxChannelByte: number
   /** The header bytes of a frame whose header is split across chunks. */
   readonly #header: Uint8Array
   /** Wire bytes of the current incomplete frame consumed so far; 0 between frames. */
@@ -161,13 +171,14 @@ class Deframer implements StreamDeframer {
   #frameStart = 0
   #failure: StreamFramingError | undefined = undefined
 
-  constructor(mode: number, maxFrameSize: number) {
+  constructor(mode: number, maxFrameSize: number, maxChannelByte = 0x4f) {
     if (!Number.isInteger(maxFrameSize) || maxFrameSize < 0) {
       throw new RangeError(`maxFrameSize must be a non-negative integer, got ${maxFrameSize}`)
     }
     this.#mode = mode
     this.#headerSize = mode === modeTurn ? channelDataHeaderSize : rfc4571HeaderSize
     this.#maxFrameSize = maxFrameSize
+    this.#maxChannelByte = maxChannelByte
     this.#header = new Uint8Array(this.#headerSize)
   }
 
@@ -198,7 +209,7 @@ class Deframer implements StreamDeframer {
     while (pos < length) {
       const start = pos
       const first = chunk[start]!
-      if (this.#mode === modeTurn && !isTurnFrameStart(first)) {
+      if (this.#mode === modeTurn && !isTurnFrameStart(first, this.#maxChannelByte)) {
         return Either.left(this.#fail(this.#unknownFrameType(this.#position + start, first)))
       }
       const remaining = length - start
@@ -326,7 +337,7 @@ class Deframer implements StreamDeframer {
       offset,
       byte,
       message: `byte 0x${byte.toString(16).padStart(2, "0")} at stream offset ${offset} starts neither a STUN` +
-        " message (0x00-0x3f) nor a ChannelData message (0x40-0x4f)"
+        ` message (0x00-0x3f) nor a ChannelData message (0x40-0x${this.#maxChannelByte.toString(16)})`
     })
   }
 
@@ -347,7 +358,11 @@ class Deframer implements StreamDeframer {
  * @category constructors
  */
 export const makeTurnStreamDeframer = (options?: DeframerOptions): StreamDeframer =>
-  new Deframer(modeTurn, options?.maxFrameSize ?? defaultTurnMaxFrameSize)
+  new Deframer(
+    modeTurn,
+    options?.maxFrameSize ?? defaultTurnMaxFrameSize,
+    options?.legacyChannelNumbers === true ? 0x7f : 0x4f
+  )
 
 /**
  * A deframer for RFC 4571 framing (ICE-TCP, RFC 6544 §3): it emits each frame's payload, without the LENGTH prefix.

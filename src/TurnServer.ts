@@ -26,7 +26,7 @@
  *   bound to that peer) or as a Data indication. Only peers with a live permission are relayed, both ways (one
  *   `Map` lookup by IP). All of this is plain code in the socket handlers (`unsafeSend`, `unsafeUpdate` metrics):
  *   no fiber and no Effect per packet. Over TCP, ChannelData is padded to 4 bytes (§12.5), and the stream is cut
- *   by a small deframer of this module that accepts the RFC 5766 channel range (see {@link maxLegacyChannelNumber});
+ *   by `StreamFraming`'s TURN deframer with the RFC 5766 channel range allowed (see {@link maxLegacyChannelNumber});
  *   a framing error closes that connection, and closing a connection releases its allocation.
  * - Authentication (RFC 8489 §9.2, RFC 8656 §6.2): every request but Binding must carry USERNAME, REALM, NONCE and
  *   MESSAGE-INTEGRITY (or MESSAGE-INTEGRITY-SHA256). Without integrity: 401 with REALM and NONCE; with integrity but
@@ -94,6 +94,7 @@ import type { HmacSha1Key } from "./internal/sha1.js"
 import { utf8Bytes } from "./internal/utf8.js"
 import * as Metrics from "./Metrics.js"
 import * as Network from "./Network.js"
+import * as StreamFraming from "./StreamFraming.js"
 import * as StunAttribute from "./StunAttribute.js"
 import * as StunIntegrity from "./StunIntegrity.js"
 import * as StunMessage from "./StunMessage.js"
@@ -1595,44 +1596,6 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
     }
   }).pipe(Effect.withSpan("TurnServer.make", { captureStackTrace: false }))
 
-/**
- * Cuts a TCP byte stream into STUN messages (first byte 0–3: 20 + the length field) and ChannelData messages (first
- * byte 0x40–0x7F, the RFC 5766 channel range: 4 + the length field, padded to 4; RFC 8656 §12.5). Returns false on
- * anything else, and the connection is closed. Buffers at most one message (≤ 65 555 bytes).
- */
-const makeDeframer = () => {
-  let buffer = new Uint8Array(0)
-  return (chunk: Uint8Array, onFrame: (frame: Uint8Array) => void): boolean => {
-    let data: Uint8Array
-    if (buffer.length === 0) data = chunk
-    else {
-      data = new Uint8Array(buffer.length + chunk.length)
-      data.set(buffer, 0)
-      data.set(chunk, buffer.length)
-    }
-    let o = 0
-    while (data.length - o >= 4) {
-      const first = data[o]!
-      const length = (data[o + 2]! << 8) | data[o + 3]!
-      let frame: number
-      let consumed: number
-      if (first <= 3) {
-        frame = consumed = StunMessage.headerLength + length
-      } else if (first >= 0x40 && first <= 0x7f) {
-        frame = TurnChannelData.headerSize + length
-        consumed = (frame + 3) & ~3
-      } else {
-        return false
-      }
-      if (data.length - o < consumed) break
-      onFrame(data.subarray(o, o + frame))
-      o += consumed
-    }
-    buffer = o === data.length ? new Uint8Array(0) : data.slice(o)
-    return true
-  }
-}
-
 /** Serves one TCP connection; its allocation (if any) is released when the connection ends (RFC 8656 §3.1). */
 const serveConnection = (
   state: State,
@@ -1647,10 +1610,11 @@ const serveConnection = (
     }
     const key = prefix + remote.ip + "|" + remote.port
     const link: ClientLink = { transport: "tcp", remote, send: (bytes) => connection.unsafeWrite(bytes) }
-    const deframer = makeDeframer()
+    // RFC 5766 channel numbers (first byte up to 0x7F) too: see `maxLegacyChannelNumber`.
+    const deframer = StreamFraming.makeTurnStreamDeframer({ legacyChannelNumbers: true })
     const onFrame = (frame: Uint8Array): void => safeHandle(state, link, key, frame)
     return connection.setHandler((chunk) => {
-      if (deframer(chunk, onFrame)) return
+      if (Either.isRight(deframer.push(chunk, onFrame))) return
       drop("framing-error")
       return connection.close
     }).pipe(

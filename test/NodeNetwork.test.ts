@@ -4,7 +4,6 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Option, Ref, Scope, Stream } from "effect"
-import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -12,6 +11,7 @@ import * as Tls from "node:tls"
 import * as Network from "../src/Network.js"
 import * as NodeNetwork from "../src/NodeNetwork.js"
 import type { SocketAddress } from "../src/TransportAddress.js"
+import { selfSignedCertificate } from "./tls.js"
 
 const bytes = (...values: Array<number>) => Uint8Array.from(values)
 const text = (s: string) => new TextEncoder().encode(s)
@@ -561,25 +561,7 @@ describe("NodeNetwork interfaces and layer", () => {
 const selfSigned = Effect.acquireRelease(
   Effect.sync(() => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ice-tls-"))
-    const key = Path.join(dir, "key.pem")
-    const cert = Path.join(dir, "cert.pem")
-    execFileSync("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-      "-days",
-      "1",
-      "-subj",
-      "/CN=localhost",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1"
-    ], { stdio: "ignore" })
+    const { cert, key } = selfSignedCertificate(dir, ["127.0.0.1"])
     return { dir, key: Fs.readFileSync(key, "utf8"), cert: Fs.readFileSync(cert, "utf8") }
   }),
   ({ dir }) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))

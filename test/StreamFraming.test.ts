@@ -427,4 +427,16 @@ describe("StreamFraming", () => {
       assert.strictEqual(StreamFraming.defaultRfc4571MaxFrameSize, 65535)
     })
   })
+
+  it("accepts RFC 5766 channel numbers (first byte up to 0x7F) only when asked", () => {
+    const frame = new Uint8Array([0x7f, 0x5e, 0x00, 0x02, 0xaa, 0xbb, 0x00, 0x00])
+    const refused = StreamFraming.makeTurnStreamDeframer().push(frame, () => {})
+    assert.isTrue(Either.isLeft(refused) && refused.left.reason === "UnknownFrameType")
+    const frames: Array<Uint8Array> = []
+    const legacy = StreamFraming.makeTurnStreamDeframer({ legacyChannelNumbers: true })
+    assert.isTrue(Either.isRight(legacy.push(frame, (f) => frames.push(f.slice()))))
+    assert.deepStrictEqual(frames, [new Uint8Array([0x7f, 0x5e, 0x00, 0x02, 0xaa, 0xbb])])
+    const beyond = legacy.push(new Uint8Array([0x80, 0, 0, 0]), () => {})
+    assert.isTrue(Either.isLeft(beyond) && beyond.left.reason === "UnknownFrameType")
+  })
 })

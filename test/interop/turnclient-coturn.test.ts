@@ -17,6 +17,7 @@ import * as Network from "../../src/Network.js"
 import * as NodeNetwork from "../../src/NodeNetwork.js"
 import type { SocketAddress } from "../../src/TransportAddress.js"
 import * as TurnClient from "../../src/TurnClient.js"
+import { selfSignedCertificate } from "../tls.js"
 import type { Coturn } from "./peers.js"
 import { pickLoopbackAddresses, requirePeer, startCoturn } from "./peers.js"
 
@@ -161,25 +162,7 @@ describe.skipIf(coturnPeer.skip)(
       rest = await startCoturn({ addresses: [b1!, b2!, b3!], auth: { mode: "secret", secret } })
       // A self-signed certificate for the TLS coturn's listening IPs, trusted by the client as its CA.
       certDir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ice-coturn-tls-"))
-      const cert = Path.join(certDir, "cert.pem")
-      const key = Path.join(certDir, "key.pem")
-      execFileSync("openssl", [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        `subjectAltName=IP:${c1!},IP:${c2!}`
-      ], { stdio: "ignore", timeout: 30_000 })
+      const { cert, key } = selfSignedCertificate(certDir, [c1!, c2!])
       tls = {
         coturn: await startCoturn({ addresses: [c1!, c2!, c3!], tls: { cert, key } }),
         ca: Fs.readFileSync(cert, "utf8")
