@@ -78,16 +78,31 @@
  * TCP (RFC 8489 §6.2.2). Each connection is cut into messages by `StreamFraming.makeTurnStreamDeframer`; each
  * request is answered on the same connection. A framing error (a first byte that is neither STUN nor ChannelData,
  * or an oversized frame) closes that connection; other connections and the UDP sockets are unaffected. ChannelData
- * frames and other non-STUN frames are dropped and counted. The server leaves it to the client to close.
+ * frames and other non-STUN frames are dropped and counted. A connection that carries nothing for `tcpIdleTimeout`
+ * (default 30 s, on Effect's clock: one timer per connection, moved by activity) is closed by the server, and at most
+ * `maxTcpConnections` (default 1024) are served at once, so idle or abandoned connections cannot pile up.
  *
  * Metrics: every datagram or frame is counted in `Metrics.stunServerRequests` with the labels `transport`
  * (udp, tcp), `class` (request, indication, response, none), `method` (binding, other, none) and `outcome`
  * (success, cached, bad-request, unknown-attribute, not-stun, ignored, bad-fingerprint, framing-error,
- * internal-error).
+ * internal-error, and for TCP connections connection-limit and idle-closed).
  *
  * @since 0.1.0
  */
-import { Context, Duration, Effect, Either, ExecutionStrategy, Exit, Layer, Option, Schedule, Scope } from "effect"
+import {
+  Config,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  ExecutionStrategy,
+  Exit,
+  Layer,
+  Option,
+  Schedule,
+  Scope
+} from "effect"
+import type { ConfigError } from "effect"
 import { crc32 } from "./internal/crc32.js"
 import * as Metrics from "./Metrics.js"
 import * as Network from "./Network.js"
@@ -143,6 +158,22 @@ export const defaultSoftware = "effect-ice"
 export const defaultBindAttempts = 16
 
 /**
+ * How long an idle TCP connection is kept (30 s).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultTcpIdleTimeout: Duration.Duration = Duration.seconds(30)
+
+/**
+ * The most TCP connections served at once (1024).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultMaxTcpConnections = 1024
+
+/**
  * How to run a server.
  *
  * @since 0.1.0
@@ -180,6 +211,14 @@ export interface Options {
   readonly rfc3489?: boolean | undefined
   /** How many port pairs to try when one is in use (default {@link defaultBindAttempts}). */
   readonly bindAttempts?: number | undefined
+  /**
+   * A TCP connection that has carried nothing for this long is closed (default {@link defaultTcpIdleTimeout}).
+   * RFC 8489 §6.2.2 lets the server close a connection its client keeps idle; it must keep it at least long enough
+   * for the answer to a request (the answer is written at once, so any positive value does that).
+   */
+  readonly tcpIdleTimeout?: Duration.DurationInput | undefined
+  /** The most TCP connections open at once; a connection beyond it is closed at once (default {@link defaultMaxTcpConnections}). */
+  readonly maxTcpConnections?: number | undefined
 }
 
 /**
@@ -230,7 +269,9 @@ const outcomes = [
   "ignored",
   "bad-fingerprint",
   "framing-error",
-  "internal-error"
+  "internal-error",
+  "connection-limit",
+  "idle-closed"
 ] as const
 
 const udp = 0
@@ -251,6 +292,8 @@ const outcomeIgnored = 5
 const outcomeBadFingerprint = 6
 const outcomeFramingError = 7
 const outcomeInternalError = 8
+const outcomeConnectionLimit = 9
+const outcomeIdleClosed = 10
 
 /** Every label set, built once: `labelTable[transport][class][method][outcome]`. */
 const labelTable = transports.map((t) =>
@@ -303,6 +346,11 @@ interface Shared {
   readonly ttl: number
   readonly maxEntries: number
   readonly now: () => number
+  /** ms; see `Options.tcpIdleTimeout`. */
+  readonly tcpIdleTimeout: number
+  readonly maxTcpConnections: number
+  /** TCP connections open now, over every listener. */
+  readonly open: { count: number }
 }
 
 interface State extends Shared {
@@ -694,24 +742,46 @@ const bindOnce = (
     return { state, udp: sockets.map((s) => s.local), tcp: listeners }
   })
 
-/** Serves one TCP connection until the peer closes it or it breaks the framing. */
+/**
+ * Serves one TCP connection until the peer closes it, it breaks the framing, it stays idle for `tcpIdleTimeout`, or
+ * the server stops. A connection beyond `maxTcpConnections` is closed at once.
+ */
 const serveConnection = (
   state: State,
   index: number,
   connection: Network.StreamSocket
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.suspend(() => {
+    if (state.open.count >= state.maxTcpConnections) {
+      count(tcp, classNone, methodNone, outcomeConnectionLimit)
+      return connection.close
+    }
+    state.open.count++
     const remote = plain(connection.remote)
     const deframer = StreamFraming.makeTurnStreamDeframer()
+    let last = state.now()
     const onFrame = (frame: Uint8Array): void => safeHandle(state, frame, remote, index, connection)
+    // Sleeps until the connection has been idle for the whole timeout; activity only moves `last`, so the
+    // handler stays plain code and there is one timer per connection, not one per chunk.
+    const idle: Effect.Effect<void> = Effect.suspend(() => {
+      const wait = last + state.tcpIdleTimeout - state.now()
+      return wait <= 0 ? Effect.void : Effect.zipRight(Effect.sleep(Duration.millis(wait)), idle)
+    })
     return Effect.zipRight(
       connection.setHandler((chunk) => {
+        last = state.now()
         if (Either.isRight(deframer.push(chunk, onFrame))) return
         count(tcp, classNone, methodNone, outcomeFramingError)
         return connection.close
       }),
-      Effect.ignore(connection.closed)
-    )
+      Effect.raceFirst(
+        Effect.ignore(connection.closed),
+        Effect.zipRight(
+          idle,
+          Effect.zipRight(Effect.sync(() => count(tcp, classNone, methodNone, outcomeIdleClosed)), connection.close)
+        )
+      )
+    ).pipe(Effect.ensuring(Effect.sync(() => state.open.count--)))
   })
 
 /**
@@ -741,7 +811,10 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
       ring: { keys: new Array(maxEntries), entries: new Array(maxEntries), next: 0 },
       ttl,
       maxEntries,
-      now: () => clock.unsafeCurrentTimeMillis()
+      now: () => clock.unsafeCurrentTimeMillis(),
+      tcpIdleTimeout: Math.max(1, Duration.toMillis(Duration.decode(options.tcpIdleTimeout ?? defaultTcpIdleTimeout))),
+      maxTcpConnections: Math.max(0, Math.floor(options.maxTcpConnections ?? defaultMaxTcpConnections)),
+      open: { count: 0 }
     }
     // With both ports fixed there is nothing else to try.
     const retryable = config.port === 0 || (config.alternate !== undefined && config.alternatePort === undefined)
@@ -795,3 +868,41 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
  */
 export const layer = (options: Options): Layer.Layer<StunServer, Network.NetworkError, Network.Network> =>
   Layer.scoped(StunServer, make(options))
+
+/**
+ * The options read from `Config` (environment variables by default): `STUN_ADDRESS` (default `0.0.0.0`),
+ * `STUN_PORT` (default 3478), `STUN_ALTERNATE_ADDRESS` and `STUN_ALTERNATE_PORT` (RFC 5780, optional),
+ * `STUN_TCP` (default true), `STUN_SOFTWARE`, `STUN_TCP_IDLE_TIMEOUT` (a duration such as `30 seconds`) and
+ * `STUN_MAX_TCP_CONNECTIONS`.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config: Config.Config<Options> = Config.all({
+  address: Config.string("STUN_ADDRESS").pipe(Config.withDefault("0.0.0.0")),
+  port: Config.port("STUN_PORT").pipe(Config.withDefault(defaultPort)),
+  alternateAddress: Config.option(Config.string("STUN_ALTERNATE_ADDRESS")),
+  alternatePort: Config.option(Config.port("STUN_ALTERNATE_PORT")),
+  tcp: Config.boolean("STUN_TCP").pipe(Config.withDefault(true)),
+  software: Config.option(Config.string("STUN_SOFTWARE")),
+  tcpIdleTimeout: Config.duration("STUN_TCP_IDLE_TIMEOUT").pipe(Config.withDefault(defaultTcpIdleTimeout)),
+  maxTcpConnections: Config.integer("STUN_MAX_TCP_CONNECTIONS").pipe(Config.withDefault(defaultMaxTcpConnections))
+}).pipe(Config.map((c): Options => ({
+  address: c.address,
+  port: c.port,
+  alternateAddress: Option.getOrUndefined(c.alternateAddress),
+  alternatePort: Option.getOrUndefined(c.alternatePort),
+  tcp: c.tcp,
+  software: Option.getOrUndefined(c.software),
+  tcpIdleTimeout: c.tcpIdleTimeout,
+  maxTcpConnections: c.maxTcpConnections
+})))
+
+/**
+ * The server as a scoped layer configured by {@link config}.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig: Layer.Layer<StunServer, ConfigError.ConfigError | Network.NetworkError, Network.Network> =
+  Layer.scoped(StunServer, Effect.flatMap(config, make))

@@ -6,7 +6,20 @@
  * 3479 (P2). The client host is 198.51.100.7, with no NAT, so the address the server sees is the client socket's.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Either, FastCheck, Fiber, Layer, Metric, Option, TestClock } from "effect"
+import {
+  Clock,
+  ConfigProvider,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  FastCheck,
+  Fiber,
+  Layer,
+  Metric,
+  Option,
+  TestClock
+} from "effect"
 import * as Metrics from "../src/Metrics.js"
 import * as Network from "../src/Network.js"
 import * as NodeNetwork from "../src/NodeNetwork.js"
@@ -722,6 +735,86 @@ describe("StunServer over TCP", () => {
           good.connection.local.port
         )
       )
+    }))
+})
+
+describe("StunServer TCP connection bounds", () => {
+  it.scoped("an idle connection is closed exactly tcpIdleTimeout after its last activity, counted as idle-closed", () =>
+    Effect.gen(function*() {
+      const { clientHost, serverHost } = yield* setup
+      const server = yield* start(serverHost, { address: a1, port: 3478 })
+      const idleBefore = yield* served("tcp", "none", "none", "idle-closed")
+      // Connect at 0: the server accepts when the SYN arrives (10 ms, the internet's one-way latency).
+      const silent = yield* rawTcp(clientHost, server.tcp[0]!)
+      const busy = yield* rawTcp(clientHost, server.tcp[0]!)
+      const silentClosed = yield* Effect.fork(silent.connection.closed)
+      const busyClosed = yield* Effect.fork(busy.connection.closed)
+      // `busy` sends a request at 10 s (+ 20 ms of set-up); it reaches the server at 10.030 s.
+      yield* TestClock.adjust("9980 millis")
+      yield* busy.connection.write(request(1))
+      // The silent one: closed by the server at 30.010 s, seen by the client at 30.020 s.
+      yield* TestClock.adjust("19999 millis") // 30.019 s
+      assert.isTrue(Option.isNone(yield* Fiber.poll(silentClosed)))
+      yield* TestClock.adjust("1 millis") // 30.020 s
+      assert.isTrue(Option.isSome(yield* Fiber.poll(silentClosed)))
+      assert.isTrue(Option.isNone(yield* Fiber.poll(busyClosed)))
+      assert.strictEqual(busy.frames.length, 1)
+      // The busy one: last activity at 10.030 s, closed at 40.030 s, seen at 40.040 s.
+      yield* TestClock.adjust("10019 millis") // 40.039 s
+      assert.isTrue(Option.isNone(yield* Fiber.poll(busyClosed)))
+      yield* TestClock.adjust("1 millis")
+      assert.isTrue(Option.isSome(yield* Fiber.poll(busyClosed)))
+      assert.strictEqual(yield* served("tcp", "none", "none", "idle-closed"), idleBefore + 2)
+    }))
+
+  it.scoped("beyond maxTcpConnections a connection is closed at once; a slot freed is reused", () =>
+    Effect.gen(function*() {
+      const { clientHost, serverHost } = yield* setup
+      const server = yield* start(serverHost, { address: a1, port: 3478, maxTcpConnections: 2 })
+      const limited = yield* served("tcp", "none", "none", "connection-limit")
+      const first = yield* rawTcp(clientHost, server.tcp[0]!)
+      const second = yield* rawTcp(clientHost, server.tcp[0]!)
+      const third = yield* rawTcp(clientHost, server.tcp[0]!)
+      const thirdClosed = yield* Effect.fork(third.connection.closed)
+      yield* TestClock.adjust("20 millis")
+      assert.isTrue(Option.isSome(yield* Fiber.poll(thirdClosed)))
+      assert.strictEqual(yield* served("tcp", "none", "none", "connection-limit"), limited + 1)
+      yield* second.connection.close
+      yield* TestClock.adjust("20 millis")
+      const fourth = yield* rawTcp(clientHost, server.tcp[0]!)
+      yield* fourth.connection.write(request(2))
+      yield* first.connection.write(request(3))
+      yield* TestClock.adjust("20 millis")
+      assert.strictEqual(fourth.frames.length, 1)
+      assert.strictEqual(first.frames.length, 1)
+      assert.strictEqual(yield* served("tcp", "none", "none", "connection-limit"), limited + 1)
+    }))
+})
+
+describe("StunServer configuration", () => {
+  it.scoped("layerConfig reads STUN_* settings from the ConfigProvider", () =>
+    Effect.gen(function*() {
+      const { clientHost, serverHost } = yield* setup
+      const provider = ConfigProvider.fromMap(
+        new Map([["STUN_ADDRESS", a1], ["STUN_PORT", "3480"], ["STUN_TCP", "false"], ["STUN_SOFTWARE", "cfg"]])
+      )
+      // Built in the test's scope, so the server outlives this statement.
+      const context = yield* Layer.build(StunServer.layerConfig).pipe(
+        Effect.provideService(Network.Network, serverHost.network),
+        Effect.withConfigProvider(provider)
+      )
+      const server = Context.get(context, StunServer.StunServer)
+      assert.deepStrictEqual(server.udp.map((u) => u.port), [3480])
+      assert.deepStrictEqual(server.tcp, [])
+      const client = yield* rawUdp(clientHost)
+      yield* client.send(request(7), server.udp[0]!)
+      yield* TestClock.adjust("20 millis")
+      assert.strictEqual(client.received.length, 1)
+      assert.strictEqual(StunMessage.find(decoded(client.received[0]!.data), "Software")?.value, "cfg")
+      const bad = yield* Effect.flip(
+        StunServer.config.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["STUN_PORT", "70000"]]))))
+      )
+      assert.strictEqual(bad._op, "InvalidData")
     }))
 })
 
