@@ -6,6 +6,22 @@
  */
 
 /**
+ * ICE candidates (RFC 8445 §5.1): priorities, foundations, redundancy, and the SDP `a=candidate` codec (RFC 8839
+ * §5.1, RFC 6544) with its `RTCIceCandidateInit` form.
+ *
+ * @since 0.1.0
+ */
+export * as IceCandidate from "./IceCandidate.js"
+
+/**
+ * The ICE checklist (RFC 8445 §6.1.2, §6.1.4.2, §7.2.5.3, §8.1) as an immutable state machine: pair formation,
+ * priority, pruning, pair states, the valid list and nomination.
+ *
+ * @since 0.1.0
+ */
+export * as IceChecklist from "./IceChecklist.js"
+
+/**
  * First-byte demultiplexing of STUN, ChannelData, DTLS, RTP/RTCP and ZRTP on one socket (RFC 7983, RFC 9443).
  *
  * @since 0.1.0
@@ -141,3 +157,18 @@ export * as TurnServer from "./TurnServer.js"
  * @since 0.1.0
  */
 export * as TurnClient from "./TurnClient.js"
+
+/**
+ * ICE server configuration in the WebRTC `RTCIceServer` shape and its `stun:`/`stuns:`/`turn:`/`turns:` URIs
+ * (RFC 7064, RFC 7065).
+ *
+ * @since 0.1.0
+ */
+export * as IceServer from "./IceServer.js"
+
+/**
+ * The ICE attributes of SDP (RFC 8839 §5): ufrag, pwd, options, ice-lite, candidates, end-of-candidates.
+ *
+ * @since 0.1.0
+ */
+export * as IceSdp from "./IceSdp.js"
