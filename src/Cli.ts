@@ -6,23 +6,34 @@
  *   embedded STUN server on 127.0.0.1 (an ephemeral port) and queries that, so it works with no outside server.
  * - `effect-ice stun-server [--listen ip:port] [--alternate ip] [--software text]`: runs a STUN server (RFC 5780
  *   when an alternate address is given) until SIGINT or SIGTERM.
+ * - `effect-ice turn-server [--listen ip:port ...] [--user name:password ...] [--config file] ...`: runs a TURN server
+ *   (UDP and TCP on each `--listen` address, TLS with `--cert`/`--key`) and optionally a Prometheus endpoint
+ *   (`--metrics-port`), until SIGINT or SIGTERM, then releases everything and exits 0. The flags, the configuration
+ *   file (flags win over it) and the defaults are those of `TurnServerConfig`. It prints one line per listener:
+ *   `listening udp 127.0.0.1:3478`, `listening tcp …`, `listening tls …`, then `relay 127.0.0.1` per relay address
+ *   and `metrics http://127.0.0.1:9641/metrics`. The metrics endpoint listens on the first `--listen` IP, or on
+ *   the loopback address of its family when that IP is a wildcard.
  *
  * The commands are plain Effects on the `Network` service; `bin.ts` runs them on `NodeNetwork`.
  *
  * @since 0.1.0
  */
 import { Args, Command, Options } from "@effect/cli"
+import { FileSystem } from "@effect/platform"
 import { Console, Data, Duration, Effect, Either, Option } from "effect"
 import type { Scope } from "effect"
 import * as NatBehavior from "./NatBehavior.js"
 import * as NatDiscovery from "./NatDiscovery.js"
 import type { NetworkError } from "./Network.js"
 import { Network } from "./Network.js"
+import * as Prometheus from "./Prometheus.js"
 import * as StunMessage from "./StunMessage.js"
 import * as StunServer from "./StunServer.js"
 import * as StunTransaction from "./StunTransaction.js"
 import type { SocketAddress } from "./TransportAddress.js"
 import * as TransportAddress from "./TransportAddress.js"
+import * as TurnServer from "./TurnServer.js"
+import * as TurnServerConfig from "./TurnServerConfig.js"
 import * as VirtualNetwork from "./VirtualNetwork.js"
 
 /**
@@ -374,6 +385,166 @@ const stunServerCommand = Command.make(
   stunServer
 ).pipe(Command.withDescription("Run a STUN server until SIGINT or SIGTERM"))
 
+const repeatedText = (name: string, pseudo: string, description: string) =>
+  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.repeated)
+const optionalText = (name: string, pseudo: string, description: string) =>
+  Options.text(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
+const optionalInteger = (name: string, pseudo: string, description: string) =>
+  Options.integer(name).pipe(Options.withPseudoName(pseudo), Options.withDescription(description), Options.optional)
+
+/**
+ * The flags of `effect-ice turn-server`. Each key is a `TurnServerConfig` setting name (the same name as in the
+ * configuration file), except `config`, the file itself.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const turnServerFlags = {
+  "listen": repeatedText(
+    "listen",
+    "IP:PORT",
+    `UDP and TCP address (repeatable; all on one port; a bare IP means port 3478; default ${TurnServerConfig.defaultListen})`
+  ),
+  "tls-listen": repeatedText(
+    "tls-listen",
+    "IP:PORT",
+    "TURN over TLS address (repeatable; default: --listen IPs, 5349)"
+  ),
+  "cert": optionalText("cert", "FILE", "TLS certificate chain (PEM file)"),
+  "key": optionalText("key", "FILE", "TLS private key (PEM file)"),
+  "realm": optionalText("realm", "REALM", `REALM (default ${TurnServer.defaultRealm})`),
+  "user": repeatedText("user", "NAME:PASSWORD", "a long-term credential (repeatable)"),
+  "auth-secret": repeatedText("auth-secret", "SECRET", "a TURN REST shared secret (repeatable, for rotation)"),
+  "relay-ip": repeatedText(
+    "relay-ip",
+    "IP",
+    "IP relayed sockets are bound on, one per family (default: first --listen IP)"
+  ),
+  "relay-ports": optionalText("relay-ports", "LO-HI", "port range of relayed sockets (default: any)"),
+  "external-ip": repeatedText(
+    "external-ip",
+    "IP",
+    "public IP advertised for the relay (behind 1:1 NAT), one per family"
+  ),
+  "allow-peer": repeatedText("allow-peer", "CIDR", "peer range allowed even if denied by default, e.g. 127.0.0.0/8"),
+  "deny-peer": repeatedText("deny-peer", "CIDR", "peer range always refused (wins over --allow-peer)"),
+  "max-allocations": optionalInteger(
+    "max-allocations",
+    "N",
+    `allocations in all (default ${TurnServer.defaultTotalQuota})`
+  ),
+  "user-quota": optionalInteger("user-quota", "N", `allocations per user (default ${TurnServer.defaultUserQuota})`),
+  "max-bps": optionalInteger("max-bps", "N", "relayed bytes per second per allocation (default or 0: unlimited)"),
+  "unauthenticated-rate-limit": optionalInteger(
+    "unauthenticated-rate-limit",
+    "N",
+    `unauthenticated answers per second per source IP (default ${TurnServer.defaultUnauthenticatedRateLimit}; 0: unlimited)`
+  ),
+  "lifetime": optionalInteger("lifetime", "SECONDS", "allocation lifetime when the client asks for less (default 600)"),
+  "max-lifetime": optionalInteger("max-lifetime", "SECONDS", "longest allocation lifetime granted (default 3600)"),
+  "software": optionalText("software", "TEXT", "SOFTWARE attribute (default effect-ice; empty: none)"),
+  "no-tcp": Options.boolean("no-tcp").pipe(Options.withDescription("do not listen on TCP")),
+  "metrics-port": optionalInteger("metrics-port", "PORT", "serve Prometheus metrics over HTTP on this port (0: any)"),
+  "config": optionalText("config", "FILE", "a turnserver.conf-style file (name=value per line); flags win over it")
+}
+
+/**
+ * What the flags of `effect-ice turn-server` parse to.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export type TurnServerFlags = Command.Command.ParseConfig<typeof turnServerFlags>
+
+/**
+ * The settings the flags give (the `config` flag aside), each value checked as the configuration file's would be;
+ * an invalid one fails with a `SettingsError` naming the flag.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const settingsFromFlags = (
+  flags: TurnServerFlags
+): Either.Either<TurnServerConfig.Settings, TurnServerConfig.SettingsError> => {
+  let settings = TurnServerConfig.empty
+  for (const name of TurnServerConfig.settingNames) {
+    const flag = (flags as Record<string, unknown>)[name]
+    const values: Array<string | undefined> = Array.isArray(flag)
+      ? flag.map(String)
+      : Option.isOption(flag)
+      ? Option.match(flag, { onNone: () => [], onSome: (v) => [String(v)] })
+      : flag === true
+      ? [undefined]
+      : []
+    for (const v of values) {
+      const next = TurnServerConfig.applySetting(settings, name, v)
+      if (Either.isLeft(next)) {
+        return Either.left(new TurnServerConfig.SettingsError({ setting: `--${name}`, reason: next.left }))
+      }
+      settings = next.right
+    }
+  }
+  return Either.right(settings)
+}
+
+/** Reads a text file, failing with an error whose message is short: `NotFound`, `PermissionDenied`, … */
+const readText = (fs: FileSystem.FileSystem, path: string) =>
+  Effect.mapError(
+    fs.readFileString(path),
+    (error) => new Error(error._tag === "SystemError" ? error.reason : error.message)
+  )
+
+const loopbackOf = (ip: string): string => ip === "0.0.0.0" ? "127.0.0.1" : ip === "::" ? "::1" : ip
+
+/**
+ * The `turn-server` command's work: settings from the flags over the `--config` file, the certificate and key read
+ * from their files, a `TurnServer` (and with `--metrics-port` a `Prometheus` endpoint) running until interrupted,
+ * one line printed per listener.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const turnServer = (
+  flags: TurnServerFlags
+): Effect.Effect<
+  void,
+  TurnServerConfig.SettingsError | TurnServerConfig.ConfigFileError | NetworkError,
+  Network | FileSystem.FileSystem
+> =>
+  Effect.scoped(Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    let settings = yield* settingsFromFlags(flags)
+    if (Option.isSome(flags.config)) {
+      const path = flags.config.value
+      const text = yield* Effect.mapError(
+        readText(fs, path),
+        (error) =>
+          new TurnServerConfig.SettingsError({ setting: "--config", reason: `cannot read ${path} (${error.message})` })
+      )
+      const file = yield* TurnServerConfig.parseConfigFile(text, path)
+      settings = TurnServerConfig.merge(file, settings)
+    }
+    const options = yield* TurnServerConfig.toOptions(settings, (path) => readText(fs, path))
+    const server = yield* TurnServer.make(options)
+    for (const endpoint of [...server.udp, ...server.tcp, ...server.tls]) {
+      yield* Console.log(`listening ${endpoint.transport} ${TransportAddress.format(endpoint)}`)
+    }
+    const relays = options.relayAddresses ?? [options.relayAddress ?? options.addresses[0]!]
+    for (const relay of relays) yield* Console.log(`relay ${relay}`)
+    if (settings.metricsPort !== undefined) {
+      const listener = yield* Prometheus.serve({
+        address: loopbackOf(options.addresses[0]!),
+        port: settings.metricsPort
+      })
+      yield* Console.log(`metrics http://${TransportAddress.format(listener.local)}${Prometheus.defaultPath}`)
+    }
+    return yield* Effect.never
+  }))
+
+const turnServerCommand = Command.make("turn-server", turnServerFlags, turnServer).pipe(
+  Command.withDescription("Run a TURN server (RFC 8656) until SIGINT or SIGTERM")
+)
+
 /**
  * The `effect-ice` command with its subcommands.
  *
@@ -381,8 +552,8 @@ const stunServerCommand = Command.make(
  * @category commands
  */
 export const command = Command.make("effect-ice").pipe(
-  Command.withDescription("NAT traversal tools: STUN client and server, NAT type discovery"),
-  Command.withSubcommands([stunCommand, stunServerCommand, natTypeCommand])
+  Command.withDescription("NAT traversal tools: STUN client and server, NAT type discovery, TURN server"),
+  Command.withSubcommands([stunCommand, stunServerCommand, natTypeCommand, turnServerCommand])
 )
 
 /**

@@ -198,6 +198,18 @@ export interface TlsConnectOptions extends ConnectOptions {
 }
 
 /**
+ * Where to listen for TLS connections, and the server's identity: its certificate (chain) and private key as PEM
+ * text.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TlsListenOptions extends BindOptions {
+  readonly certificate: string
+  readonly key: string
+}
+
+/**
  * The operations of the network service.
  *
  * @since 0.1.0
@@ -226,6 +238,16 @@ export interface Service {
    */
   readonly listenTcp: (
     options: BindOptions,
+    onConnection: (socket: StreamSocket) => Effect.Effect<void, never, Scope.Scope>
+  ) => Effect.Effect<StreamListener, NetworkError, Scope.Scope>
+  /**
+   * Listens for TLS connections (TLS over TCP) for the lifetime of the scope, with the server's certificate and
+   * private key (PEM text): like `listenTcp`, but each accepted connection is handed to `onConnection` only after its
+   * handshake, and reads and writes plaintext. A connection whose handshake fails is closed and never reaches
+   * `onConnection`. A certificate or key that cannot be loaded fails with reason `TlsFailed`.
+   */
+  readonly listenTls: (
+    options: TlsListenOptions,
     onConnection: (socket: StreamSocket) => Effect.Effect<void, never, Scope.Scope>
   ) => Effect.Effect<StreamListener, NetworkError, Scope.Scope>
   /** The host's interface addresses. */

@@ -16,6 +16,9 @@
  * - **TCP.** A connection is read in flowing mode from the start, so `closed` sees the peer's FIN even when nobody
  *   installed a handler. Chunks that arrive before `setHandler` are kept; once `maxPendingStreamBytes` are waiting
  *   the socket is paused (TCP flow control then holds the peer back) and resumed by `setHandler`.
+ * - **TLS.** `connectTls` runs `tls.connect` over the connected TCP socket; `listenTls` is a `tls.Server` with the
+ *   given certificate and key (checked up front, so a bad PEM fails the listen with `TlsFailed`), and hands a
+ *   connection over only after its handshake; a failed handshake just closes that connection.
  * - **Effects from handlers.** When a handler returns an Effect it runs in a fiber of a `FiberSet` owned by the
  *   socket's scope (through `FiberSet.runtime`), so it sees the caller's services and is interrupted when the socket
  *   closes. A handler that throws is logged, not allowed to crash the process.
@@ -643,10 +646,10 @@ const connectTls = Effect.fn("NodeNetwork.connectTls")(
 const listenOnce = (
   target: BindTarget,
   port: number,
-  onConnection: (socket: Net.Socket) => void
+  createServer: () => Net.Server
 ): Effect.Effect<Net.Server, Network.NetworkError> =>
   Effect.async<Net.Server, Network.NetworkError>((resume) => {
-    const server = Net.createServer({ noDelay: true }, onConnection)
+    const server = createServer()
     let listening = false
     // Permanent, like the UDP one: accept errors after `listen` (EMFILE and the like) must not crash the process.
     server.on("error", (error) => {
@@ -671,55 +674,91 @@ const listenOnce = (
     return Effect.sync(() => server.close())
   })
 
+/**
+ * Listens with a `net.Server` (TCP) or a `tls.Server` (TLS: connections arrive on `secureConnection`, after the
+ * handshake); the rest is the same for both.
+ */
+const listenWith = (
+  options: Network.BindOptions,
+  onConnection: (socket: Network.StreamSocket) => Effect.Effect<void, never, Scope.Scope>,
+  createServer: (accept: (socket: Net.Socket) => void) => Net.Server
+) =>
+  Effect.gen(function*() {
+    const target = yield* resolveBindOptions(options, "listen")
+    // Finalizers run last-added first: stop accepting, interrupt the connection fibers (each closes its socket),
+    // then destroy any socket whose fiber never got to start.
+    const live = new Set<Net.Socket>()
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const socket of live) socket.destroy()
+        live.clear()
+      })
+    )
+    const set = yield* FiberSet.make()
+    const run = yield* FiberSet.runtime(set)()
+    let stopped = false
+
+    const accept = (socket: Net.Socket): void => {
+      if (stopped) {
+        socket.destroy()
+        return
+      }
+      live.add(socket)
+      socket.once("close", () => live.delete(socket))
+      socket.setNoDelay(true)
+      const state = makeStreamState(socket, target.family)
+      run(Effect.scoped(Effect.flatMap(state.attach, onConnection)))
+    }
+
+    const server = yield* Effect.uninterruptibleMask((restore) =>
+      restore(bindPorts(target, "listen", (port) => listenOnce(target, port, () => createServer(accept)))).pipe(
+        Effect.tap((server) =>
+          Effect.addFinalizer(() =>
+            Effect.sync(() => {
+              stopped = true
+              server.close()
+            })
+          )
+        )
+      )
+    )
+
+    const address = server.address()
+    const local: TransportAddress = typeof address === "object" && address !== null
+      ? { family: target.family, ip: canonicalOr(address.address), port: address.port, transport: "tcp" }
+      : { family: target.family, ip: target.ip, port: 0, transport: "tcp" }
+    const listener: Network.StreamListener = { local }
+    return listener
+  })
+
 const listenTcp = Effect.fn("NodeNetwork.listenTcp")(function*(
   options: Network.BindOptions,
   onConnection: (socket: Network.StreamSocket) => Effect.Effect<void, never, Scope.Scope>
 ) {
-  const target = yield* resolveBindOptions(options, "listen")
-  // Finalizers run last-added first: stop accepting, interrupt the connection fibers (each closes its socket),
-  // then destroy any socket whose fiber never got to start.
-  const live = new Set<Net.Socket>()
-  yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      for (const socket of live) socket.destroy()
-      live.clear()
-    })
-  )
-  const set = yield* FiberSet.make()
-  const run = yield* FiberSet.runtime(set)()
-  let stopped = false
+  return yield* listenWith(options, onConnection, (accept) => Net.createServer({ noDelay: true }, accept))
+})
 
-  const accept = (socket: Net.Socket): void => {
-    if (stopped) {
-      socket.destroy()
-      return
-    }
-    live.add(socket)
-    socket.once("close", () => live.delete(socket))
-    socket.setNoDelay(true)
-    const state = makeStreamState(socket, target.family)
-    run(Effect.scoped(Effect.flatMap(state.attach, onConnection)))
-  }
-
-  const server = yield* Effect.uninterruptibleMask((restore) =>
-    restore(bindPorts(target, "listen", (port) => listenOnce(target, port, accept))).pipe(
-      Effect.tap((server) =>
-        Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            stopped = true
-            server.close()
-          })
-        )
-      )
-    )
-  )
-
-  const address = server.address()
-  const local: TransportAddress = typeof address === "object" && address !== null
-    ? { family: target.family, ip: canonicalOr(address.address), port: address.port, transport: "tcp" }
-    : { family: target.family, ip: target.ip, port: 0, transport: "tcp" }
-  const listener: Network.StreamListener = { local }
-  return listener
+const listenTls = Effect.fn("NodeNetwork.listenTls")(function*(
+  options: Network.TlsListenOptions,
+  onConnection: (socket: Network.StreamSocket) => Effect.Effect<void, never, Scope.Scope>
+) {
+  // Check the certificate and key up front, so a bad PEM fails the listen rather than every handshake.
+  yield* Effect.try({
+    try: () => Tls.createSecureContext({ cert: options.certificate, key: options.key }),
+    catch: (cause) =>
+      new Network.NetworkError({
+        reason: "TlsFailed",
+        operation: "listen",
+        address: options.address === undefined ? undefined : hostPort(options.address, options.port ?? 0),
+        cause
+      })
+  })
+  return yield* listenWith(options, onConnection, (accept) => {
+    const server = Tls.createServer({ cert: options.certificate, key: options.key, noDelay: true }, accept)
+    // A failed handshake closes that connection; without this listener Node would do the same, but say nothing.
+    server.on("tlsClientError", () => {})
+    return server
+  })
 })
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -819,6 +858,7 @@ export const make: Effect.Effect<Network.Service> = Effect.sync(() => ({
   connectTcp,
   connectTls,
   listenTcp,
+  listenTls,
   interfaces,
   lookup
 }))

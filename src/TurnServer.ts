@@ -1,75 +1,116 @@
 /**
- * A TURN server (RFC 8656) over UDP (and TCP, RFC 8656 §3.1 and §12.5) on any `Network`: allocations keyed by their
- * 5-tuple, permissions, channel bindings, the relay data plane, long-term credentials with expiring nonces
- * (RFC 8489 §9.2) and TURN REST shared secrets, quotas and a refusal of dangerous peer addresses by default.
+ * A TURN server (RFC 8656) over UDP, TCP and TLS (RFC 8656 §3.1 and §12.5) on any `Network`: allocations keyed by
+ * their 5-tuple (IPv4, IPv6 or both), permissions, channel bindings, the relay data plane, long-term credentials with
+ * expiring nonces (RFC 8489 §9.2, MD5 and SHA-256 keys), TURN REST shared secrets and a pluggable credential store,
+ * quotas, bandwidth and request-rate limits, and a refusal of dangerous peer addresses by default.
  *
  * What is implemented, by RFC 8656 section:
- * - §7.1–§7.2 Allocate: REQUESTED-TRANSPORT must be UDP (17) else 442, missing 400; REQUESTED-ADDRESS-FAMILY chooses
- *   the relay's family (440 when the relay is of the other family); DONT-FRAGMENT is accepted (the relay never
- *   fragments on its own; the flag is not forwarded to the socket); EVEN-PORT is honoured (the relayed socket is bound
- *   again until its port is even); with its R bit the next port is bound too and reserved for 30 s under a
- *   RESERVATION-TOKEN, which a later Allocate (of any 5-tuple, as §7.2 allows) presents to get that port; an unknown
- *   or expired token gets 508, EVEN-PORT together with RESERVATION-TOKEN 400. An Allocate on a 5-tuple that already has an allocation is a retransmission when it is the
- *   same request (same transaction id, size and CRC-32): it gets the bytes of the original success response again;
- *   otherwise 437. The relayed socket is bound by the `Network` service on `relayAddress` (port 0 or
- *   `relayPortRange`); XOR-RELAYED-ADDRESS advertises `externalAddress` when set.
+ * - §3.1 Transports to the client: UDP on `addresses` × `port`, TCP there too with `tcp`, and TLS with `tls` (on
+ *   `tls.addresses`, default `addresses`, and `tls.port`, default 5349, with the given PEM certificate and key, through
+ *   `Network.listenTls`). TLS is framed exactly like TCP (the same connection handler), so everything below holds on
+ *   all three. DTLS is not offered.
+ * - §7.1–§7.2 Allocate: REQUESTED-TRANSPORT must be UDP (17) else 442, missing 400. Address families: the relayed
+ *   sockets are bound on `relayAddresses` (at most one IPv4 and one IPv6; default `relayAddress`, default the first
+ *   listening address). Without a family attribute the allocation is IPv4; REQUESTED-ADDRESS-FAMILY asks for one
+ *   family (440 Address Family not Supported when there is no relay IP of it); ADDITIONAL-ADDRESS-FAMILY IPv6 asks
+ *   for both: with both relay IPs the allocation gets two relayed sockets (the IPv6 one in the same scope as the IPv4
+ *   one) and two XOR-RELAYED-ADDRESS; with only one, that one and ADDRESS-ERROR-CODE 440 for the other family (508 if
+ *   the second socket could not be bound). Both family attributes together, ADDITIONAL-ADDRESS-FAMILY IPv4, or
+ *   either with RESERVATION-TOKEN: 400. DONT-FRAGMENT is accepted (the relay never fragments on its own; the flag is
+ *   not forwarded to the socket). EVEN-PORT is honoured for the first relayed socket (bound again until its port is
+ *   even); with its R bit the next port is bound too and reserved for 30 s under a RESERVATION-TOKEN, which a later
+ *   Allocate (of any 5-tuple, as §7.2 allows) presents to get that port; an unknown or expired token gets 508,
+ *   EVEN-PORT together with RESERVATION-TOKEN 400. An Allocate on a 5-tuple that already has an allocation is a
+ *   retransmission when it is the same request (same transaction id, size and CRC-32): it gets the bytes of the
+ *   original success response again; otherwise 437. Relayed ports are any the network gives, or `relayPortRange`;
+ *   XOR-RELAYED-ADDRESS advertises the external IP of the socket's family when `externalAddresses` (or the
+ *   single-address form `externalAddress`) names one.
  * - §7.3, §8 Refresh: lifetime = max(default, min(requested, max)) (default 600 s, max 3600 s); LIFETIME 0 deletes
  *   the allocation at once. Each allocation has one timer fiber (a `FiberMap` keyed by allocation) that releases it
- *   exactly at its expiry: the relayed socket is closed with the allocation's scope.
+ *   exactly at its expiry: the relayed sockets are closed with the allocation's scope.
  * - §9 Permissions (CreatePermission, one or more XOR-PEER-ADDRESS): 300 s, refreshed by CreatePermission and
- *   ChannelBind, keyed by the peer's IP only (§9: "the port is ignored"). Expiry is checked against `Clock` at each
- *   use and a sweeper removes expired entries.
+ *   ChannelBind, keyed by the peer's IP only (§9: "the port is ignored"). A peer of a family the allocation has no
+ *   relayed socket for gets 443 Peer Address Family Mismatch (CreatePermission and ChannelBind). Expiry is checked
+ *   against `Clock` at each use and a sweeper removes expired entries.
  * - §11, §12 Channels (ChannelBind): 600 s; a channel number and a peer address stay reserved for 300 s after the
  *   binding expires (§12: "MUST NOT ... until 5 minutes after"), so they cannot be rebound to something else.
  * - §10, §11.4–§11.6, §12.4–§12.6 Data plane: Send indications and ChannelData from the client are relayed to the
- *   peer; datagrams from a peer arrive at the relayed socket and go to the client as ChannelData (when a channel is
- *   bound to that peer) or as a Data indication. Only peers with a live permission are relayed, both ways (one
- *   `Map` lookup by IP). All of this is plain code in the socket handlers (`unsafeSend`, `unsafeUpdate` metrics):
- *   no fiber and no Effect per packet. Over TCP, ChannelData is padded to 4 bytes (§12.5), and the stream is cut
- *   by `StreamFraming`'s TURN deframer with the RFC 5766 channel range allowed (see {@link maxLegacyChannelNumber});
- *   a framing error closes that connection, and closing a connection releases its allocation.
+ *   peer from the relayed socket of the peer's family; datagrams from a peer arrive at a relayed socket and go to the
+ *   client as ChannelData (when a channel is bound to that peer) or as a Data indication. Only peers with a live
+ *   permission are relayed, both ways (one `Map` lookup by IP). All of this is plain code in the socket handlers
+ *   (`unsafeSend`, `unsafeUpdate` metrics): no fiber and no Effect per packet. Over TCP and TLS, ChannelData is padded
+ *   to 4 bytes (§12.5), and the stream is cut by `StreamFraming`'s TURN deframer with the RFC 5766 channel range
+ *   allowed (see {@link maxLegacyChannelNumber}); a framing error closes that connection, and closing a connection
+ *   releases its allocation.
  * - Authentication (RFC 8489 §9.2, RFC 8656 §6.2): every request but Binding must carry USERNAME, REALM, NONCE and
  *   MESSAGE-INTEGRITY (or MESSAGE-INTEGRITY-SHA256). Without integrity: 401 with REALM and NONCE; with integrity but
  *   a missing USERNAME, REALM or NONCE: 400; a nonce that is not ours or has expired: 438 with a fresh NONCE; an
- *   unknown user or a wrong MESSAGE-INTEGRITY: 401. Users are static (`users`) or TURN REST (`restSecrets`, several
- *   for rotation: `<expiry>:<user>` and base64(HMAC-SHA1(secret, username)); an expired username is refused). The
- *   long-term key (MD5, RFC 8489 §9.2.2) is computed once per static user and cached for REST users, and verified in
- *   constant time by `StunIntegrity.verify`. Every response to an authenticated request (success or error) carries
- *   MESSAGE-INTEGRITY and FINGERPRINT. A request for an existing allocation with another username gets 441.
+ *   unknown user or a wrong MESSAGE-INTEGRITY: 401. Users are static (`users`), TURN REST (`restSecrets`, several
+ *   for rotation: `<expiry>:<user>` and base64(HMAC-SHA1(secret, username)); an expired username is refused), or
+ *   known to the `credentials` store, which is asked (in a fiber of the server, at most 5 s) only for usernames that
+ *   are neither; the requests that wait for it are handled again when it answers, and its answer (password or
+ *   unknown) is cached for 60 s (a failure or a timeout counts as unknown for 5 s). Every response to an
+ *   authenticated request (success or error) carries MESSAGE-INTEGRITY and FINGERPRINT. A request for an existing
+ *   allocation with another username gets 441.
+ * - Password algorithms (RFC 8489 §9.2.1, §9.2.4, §14.11, §14.12, §18.5): the long-term key is MD5 or SHA-256 of
+ *   `username:realm:password` (RFC 8489 §9.2.2), computed once per static user, cached for REST and store users, and
+ *   verified in constant time by `StunIntegrity.verify`. With "SHA-256" in `passwordAlgorithms` (the default is
+ *   MD5 and SHA-256), every nonce starts with the cookie "obMatJos2" and the security feature set "gAAA" (the
+ *   "Password algorithms" bit), and 401 and 438 carry PASSWORD-ALGORITHMS (the configured list, in order). A request
+ *   with neither PASSWORD-ALGORITHM nor PASSWORD-ALGORITHMS uses MD5 (400 when MD5 is not accepted); otherwise both
+ *   must be present, PASSWORD-ALGORITHMS must equal what was sent and PASSWORD-ALGORITHM must be one of its entries,
+ *   else 400. With `["MD5"]` there is no cookie and no negotiation (RFC 5389 behaviour). coturn's
+ *   `turnutils_uclient` (4.6) accepts the cookie nonce, ignores PASSWORD-ALGORITHMS and authenticates with MD5, so
+ *   it works with the default (the interop tests run it) but not with `["SHA-256"]` alone (400); that is why MD5
+ *   stays in the default list.
  * - An unknown username is answered like a wrong password (401), after the same HMAC work against a decoy key, so
- *   timing does not reveal which usernames exist.
- * - Nonces are stateless: `<expiry base36>-<16 hex of HMAC-SHA1(server key, expiry | transport | client IP)>`, with
- *   a server key drawn from Effect's `Random` at start-up. A flood of unauthenticated requests therefore costs no
- *   memory; a nonce is only good for the client IP it was issued to, and until `nonceLifetime` (default 10 min).
+ *   timing does not reveal which usernames exist (a username that goes to the `credentials` store is the exception:
+ *   its first request waits for the store).
+ * - Nonces are stateless: `[obMatJos2gAAA]<expiry base36>-<16 hex of HMAC-SHA1(server key, expiry | transport |
+ *   client IP)>`, with a server key drawn from Effect's `Random` at start-up. A flood of unauthenticated requests
+ *   therefore costs no memory beyond the rate limiter's table; a nonce is only good for the client IP it was issued
+ *   to, and until `nonceLifetime` (default 10 min).
  *
  * Safety (RFC 8656 §21):
  * - Peer addresses. CreatePermission and ChannelBind to a denied peer get 403 Forbidden. Denied by default:
  *   "this network", loopback, RFC 1918 private, CGNAT (100.64/10), link-local, multicast, reserved and broadcast
  *   IPv4 ranges; IPv6 unspecified, loopback, unique-local (fc00::/7), link-local (fe80::/10), multicast (ff00::/8),
- *   IPv4-mapped and NAT64 (64:ff9b::/96) addresses; and the server's own addresses (listening, relay, external).
- *   `allowPeers` (CIDR list) lifts the default refusal (tests on loopback pass `["127.0.0.0/8"]`, as coturn needs
- *   `--allow-loopback-peers`); `denyPeers` (CIDR list) refuses more and wins over `allowPeers`. Whatever the lists
- *   say, a relayed socket never sends to one of the server's listening endpoints (no relay loops).
+ *   IPv4-mapped and NAT64 (64:ff9b::/96) addresses; and the server's own addresses (listening, TLS, relay,
+ *   external). `allowPeers` (CIDR list) lifts the default refusal (tests on loopback pass `["127.0.0.0/8"]`, as
+ *   coturn needs `--allow-loopback-peers`); `denyPeers` (CIDR list) refuses more and wins over `allowPeers`. Whatever
+ *   the lists say, a relayed socket never sends to one of the server's listening endpoints (no relay loops).
  * - Quotas: `userQuota` allocations per user (for REST users, the part after the first `:`) give 486, `totalQuota`
  *   allocations in all give 508; at most `maxPermissionsPerAllocation` permissions per allocation (508 beyond).
+ * - Bandwidth: with `maxBytesPerSecond`, each allocation has a token bucket of relayed payload bytes, both
+ *   directions together, holding one second's worth and refilled continuously from Effect's clock (read in the
+ *   packet handler, no fiber); a datagram that does not fit is dropped and counted ("bandwidth").
+ * - Request rate: answers to unauthenticated requests (401, 438, 400, 420 before the credentials are verified, and
+ *   Binding responses) come from a token bucket per source IP, `unauthenticatedRateLimit` per second (default 50,
+ *   holding one second's worth; 0 turns it off); beyond, requests are dropped silently and counted ("rate-limited").
+ *   The table holds at most {@link maxRateLimitedSources} sources (the oldest is forgotten first) and the sweeper
+ *   forgets sources whose bucket has refilled. `turnAuthFailures` still counts the requests that were not answered.
  * - Amplification: an unauthenticated request is never answered with more bytes than it carried, except the 401,
- *   which is kept small: header (20), ERROR-CODE "Unauthorized" (20), REALM, NONCE (at most 25 characters: 32) and
- *   FINGERPRINT (8), that is 80 bytes + the padded REALM attribute (96 bytes with the realm "example.org"), against
- *   28 bytes for the smallest Allocate (header and REQUESTED-TRANSPORT): a ratio of 3.4 with that realm, and at
- *   most 4 with any realm of up to 28 bytes. Other error answers to unauthenticated requests (400, 420,
- *   438) are sent only when they are not longer than the request, else dropped and counted ("amplification"); no
- *   unauthenticated answer carries SOFTWARE. Binding requests are answered the same way (XOR-MAPPED-ADDRESS and
- *   FINGERPRINT, only when not longer than the request).
+ *   which is kept small: header (20), ERROR-CODE "Unauthorized" (20), REALM, NONCE, PASSWORD-ALGORITHMS and
+ *   FINGERPRINT (8). With the default algorithms the NONCE is at most 38 characters (13 of cookie: 44 bytes) and
+ *   PASSWORD-ALGORITHMS (MD5, SHA-256) 12 bytes, so the 401 is 104 bytes + the padded REALM attribute: 120 bytes with
+ *   the realm "example.org", against 28 bytes for the smallest Allocate (header and REQUESTED-TRANSPORT), a ratio of
+ *   4.3, and at most 4.9 with any realm of up to 28 bytes. With `passwordAlgorithms: ["MD5"]` the NONCE is at most
+ *   25 characters (32 bytes) and there is no PASSWORD-ALGORITHMS: 96 bytes with that realm (3.4), at most 4 with a
+ *   realm of up to 28 bytes. The rate limit above bounds how often any one source gets it. Other error answers to
+ *   unauthenticated requests (400, 420, 438) are sent only when they are not longer than the request, else dropped
+ *   and counted ("amplification"); no unauthenticated answer carries SOFTWARE. Binding requests are answered the
+ *   same way (XOR-MAPPED-ADDRESS and FINGERPRINT, only when not longer than the request).
  * - Garbage, truncated, oversized or badly framed input is dropped and counted; an exception in a handler is caught
  *   and counted ("internal-error"), never fatal. A retransmitted Allocate cannot create a second allocation.
  *
  * Metrics (`Metrics.ts`): `turnAllocations`, `turnPermissions`, `turnChannels` (up-down counters),
- * `turnRelayedPackets` and `turnRelayedBytes` by direction, `turnAuthFailures` by code, `turnDrops` by reason and
- * `turnRequests` by method and code.
+ * `turnRelayedPackets` and `turnRelayedBytes` by direction, `turnAuthFailures` by code, `turnDrops` by reason
+ * (among them "bandwidth", "rate-limited" and "lookup-pending": too many requests waiting for the credential store)
+ * and `turnRequests` by method and code.
  *
- * Not implemented: TCP relaying (RFC 6062), TLS/DTLS listeners, IPv4/IPv6 dual allocations
- * (ADDITIONAL-ADDRESS-FAMILY is ignored), PASSWORD-ALGORITHMS negotiation (MD5 keys
- * only), bandwidth limits, ICMP forwarding.
+ * Not implemented: TCP relaying (RFC 6062), DTLS listeners, USERHASH (RFC 8489 §14.4: a request carrying it and no
+ * USERNAME gets 400), ICMP forwarding (RFC 8656 §11.5), EVEN-PORT on the IPv6 socket of a dual-stack allocation, and
+ * per-user (rather than per-allocation) bandwidth limits.
  *
  * @since 0.1.0
  */
@@ -114,6 +155,31 @@ import * as TurnChannelData from "./TurnChannelData.js"
  * @category constants
  */
 export const defaultPort = 3478
+
+/**
+ * The TURN port over TLS: RFC 8656 §3.1 ("5349 for TURN over TLS", the STUN over TLS port).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultTlsPort = 5349
+
+/**
+ * The password algorithms accepted by default: MD5 and SHA-256 (RFC 8489 §18.5), advertised in that order.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultPasswordAlgorithms: ReadonlyArray<"MD5" | "SHA-256"> = ["MD5", "SHA-256"]
+
+/**
+ * The nonce cookie of RFC 8489 §9.2 ("obMatJos2") followed by the STUN Security Feature set (§18.1) with only the
+ * "Password algorithms" bit set (bit 0 of 24, base64 "gAAA"): the prefix of every nonce when SHA-256 is offered.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const passwordAlgorithmsNoncePrefix = "obMatJos2gAAA"
 
 /**
  * The default allocation lifetime: RFC 8656 §3.2 ("10 minutes").
@@ -216,18 +282,50 @@ export interface Options {
   readonly port?: number | undefined
   /** Also listen on TCP (default false). */
   readonly tcp?: boolean | undefined
+  /**
+   * Also listen for TURN over TLS (RFC 8656 §3.1): the certificate and key as PEM text, the port (default
+   * {@link defaultTlsPort}; 0 lets the network choose) and the addresses (default `addresses`). Framed like TCP.
+   */
+  readonly tls?: {
+    readonly certificate: string
+    readonly key: string
+    readonly port?: number | undefined
+    readonly addresses?: ReadonlyArray<string> | undefined
+  } | undefined
   /** The IP relayed sockets are bound on (default: the first listening address, which must then be specific). */
   readonly relayAddress?: string | undefined
+  /**
+   * The IPs relayed sockets are bound on, at most one IPv4 and one IPv6 (replaces `relayAddress` when given). With
+   * both, an Allocate with ADDITIONAL-ADDRESS-FAMILY IPv6 gets a dual-stack allocation (RFC 8656 §7.2).
+   */
+  readonly relayAddresses?: ReadonlyArray<string> | undefined
   /** The ports relayed sockets may use (default: any port the network gives). */
   readonly relayPortRange?: readonly [number, number] | undefined
   /** The IP advertised in XOR-RELAYED-ADDRESS instead of the relay's own (a server behind a 1:1 NAT). */
   readonly externalAddress?: string | undefined
+  /**
+   * The IPs advertised instead of the relay's own, at most one per family, each of a family that has a relay IP
+   * (`externalAddress` is the single-address form; both may be given, for different families).
+   */
+  readonly externalAddresses?: ReadonlyArray<string> | undefined
   /** REALM (default {@link defaultRealm}). */
   readonly realm?: string | undefined
   /** Static long-term users: name → password. */
   readonly users?: Readonly<Record<string, string>> | undefined
   /** TURN REST shared secrets (any of them is accepted). */
   readonly restSecrets?: ReadonlyArray<string> | undefined
+  /**
+   * A credential store: the password of a user, or `None` for an unknown one. Consulted for usernames that are
+   * neither in `users` nor accepted as TURN REST usernames; the request is answered when the store answers (at most
+   * 5 s; a failure or timeout counts as unknown for 5 s), and the answer is cached for 60 s (at most 10 000 users).
+   */
+  readonly credentials?: ((username: string, realm: string) => Effect.Effect<Option.Option<string>>) | undefined
+  /**
+   * The long-term key algorithms accepted (RFC 8489 §9.2.2, §18.5; default {@link defaultPasswordAlgorithms}). With
+   * "SHA-256", challenges carry the nonce cookie and PASSWORD-ALGORITHMS (this list, in this order), and a client
+   * may pick SHA-256 with PASSWORD-ALGORITHM (RFC 8489 §9.2.4). `["MD5"]` alone is the RFC 5389 behaviour.
+   */
+  readonly passwordAlgorithms?: ReadonlyArray<"MD5" | "SHA-256"> | undefined
   /** How long a nonce is good for (default {@link defaultNonceLifetime}). */
   readonly nonceLifetime?: Duration.DurationInput | undefined
   /** The lifetime of an allocation when the client asks for less (default {@link defaultLifetime}). */
@@ -244,6 +342,19 @@ export interface Options {
   readonly totalQuota?: number | undefined
   /** Permissions per allocation (default {@link defaultMaxPermissionsPerAllocation}). */
   readonly maxPermissionsPerAllocation?: number | undefined
+  /**
+   * Relayed bytes per second per allocation, both directions together (a token bucket holding one second's worth);
+   * what does not fit is dropped and counted in `turnDrops` with reason "bandwidth" (so a datagram larger than this
+   * never passes). Undefined or 0: unlimited.
+   */
+  readonly maxBytesPerSecond?: number | undefined
+  /**
+   * Unauthenticated answers (401, 438, 400, 420 before the credentials are verified, and Binding responses) per
+   * second per source IP (a token bucket holding one second's worth; at most {@link maxRateLimitedSources} sources
+   * tracked); beyond, requests are dropped silently and counted with reason "rate-limited". Default
+   * {@link defaultUnauthenticatedRateLimit}; 0: unlimited.
+   */
+  readonly unauthenticatedRateLimit?: number | undefined
   /** SOFTWARE on authenticated responses (default "effect-ice"); the empty string leaves it out. */
   readonly software?: string | undefined
   /** How often the sweeper runs (default {@link defaultSweepInterval}). */
@@ -260,10 +371,12 @@ export interface AllocationInfo {
   /** The client's transport address as the server sees it. */
   readonly client: TransportAddress
   readonly username: string
-  /** The address advertised in XOR-RELAYED-ADDRESS. */
+  /** The address advertised in XOR-RELAYED-ADDRESS (the first one of a dual-stack allocation). */
   readonly relayed: SocketAddress
   /** The relayed socket's own address. */
   readonly relaySocket: SocketAddress
+  /** Every relayed address advertised: `relayed`, then the IPv6 one of a dual-stack allocation. */
+  readonly relayedAddresses: ReadonlyArray<SocketAddress>
   /** When it expires (ms on Effect's clock). */
   readonly expiresAt: number
   /** Live permissions: peer IP and expiry (ms on Effect's clock). */
@@ -285,7 +398,9 @@ export interface Service {
   readonly udp: ReadonlyArray<TransportAddress>
   /** The TCP listeners (empty without `tcp`). */
   readonly tcp: ReadonlyArray<TransportAddress>
-  /** `udp` then `tcp`. */
+  /** The TLS listeners (transport `tls`; empty without `tls`), in the order of their addresses. */
+  readonly tls: ReadonlyArray<TransportAddress>
+  /** `udp`, then `tcp`, then `tls`. */
   readonly endpoints: ReadonlyArray<TransportAddress>
   /** How many allocations exist now (including ones whose relayed socket is being bound). */
   readonly allocationCount: () => number
@@ -414,7 +529,10 @@ const dropReasons = [
   "loop",
   "ignored",
   "framing-error",
-  "internal-error"
+  "internal-error",
+  "bandwidth",
+  "rate-limited",
+  "lookup-pending"
 ] as const
 type DropReason = typeof dropReasons[number]
 const dropLabels = new Map<DropReason, ReadonlyArray<ReturnType<typeof Metrics.label>>>(
@@ -473,9 +591,11 @@ interface Channel {
 
 /** Where the client is: how to send to it. */
 interface ClientLink {
-  readonly transport: "udp" | "tcp"
+  readonly transport: "udp" | "tcp" | "tls"
   readonly remote: SocketAddress
   readonly send: (bytes: Uint8Array) => void
+  /** Set when a TCP or TLS connection has ended (a request that waited for the credential store is then dropped). */
+  closed?: boolean
 }
 
 interface Allocation {
@@ -492,6 +612,10 @@ interface Allocation {
   allocateResponse: Uint8Array | undefined
   socket: Network.DatagramSocket | undefined
   relayed: SocketAddress | undefined
+  /** Relayed bytes, both ways, when `maxBytesPerSecond` is set. */
+  readonly bandwidth: Bucket
+  /** The IPv6 relayed socket of a dual-stack allocation (RFC 8656 §7.2), in the same scope as `socket`. */
+  second: { readonly socket: Network.DatagramSocket; readonly relayed: SocketAddress } | undefined
   scope: Scope.CloseableScope | undefined
   expiresAt: number
   released: boolean
@@ -510,7 +634,10 @@ interface Reservation {
 }
 
 interface UserKeys {
+  /** MD5 keys (one per REST secret), or empty when MD5 is not accepted. */
   readonly keys: ReadonlyArray<StunIntegrity.IntegrityKey>
+  /** SHA-256 keys, or empty when SHA-256 is not accepted. */
+  readonly sha256Keys: ReadonlyArray<StunIntegrity.IntegrityKey>
   /** Unix seconds after which the username is refused (REST), or Infinity. */
   readonly expiresAt: number
 }
@@ -520,6 +647,12 @@ interface State {
   readonly realm: string
   readonly realmAttribute: StunAttribute.StunAttribute
   readonly software: StunAttribute.StunAttribute | undefined
+  readonly md5: boolean
+  readonly sha256: boolean
+  /** PASSWORD-ALGORITHMS sent in challenges, when SHA-256 is offered (else no negotiation, RFC 5389 style). */
+  readonly passwordAlgorithms: StunAttribute.PasswordAlgorithms | undefined
+  /** {@link passwordAlgorithmsNoncePrefix} when SHA-256 is offered, else "". */
+  readonly noncePrefix: string
   readonly nonceKey: HmacSha1Key
   /** Checked against when the username is unknown (see `authenticate`). */
   readonly decoyKey: StunIntegrity.IntegrityKey
@@ -532,6 +665,14 @@ interface State {
   readonly staticUsers: Map<string, UserKeys>
   readonly restSecrets: ReadonlyArray<string>
   readonly restCache: Map<string, UserKeys>
+  readonly credentials: Options["credentials"]
+  /** Answers of the `credentials` store: keys, or `undefined` for an unknown user, until `expiresAt`. */
+  readonly storeCache: Map<string, { readonly user: UserKeys | undefined; readonly expiresAt: number }>
+  /** Usernames being looked up in the store → the requests waiting for the answer. */
+  readonly lookups: Map<
+    string,
+    Array<{ readonly link: ClientLink; readonly key: string; readonly request: Uint8Array }>
+  >
   readonly allow: ReadonlyArray<Cidr>
   readonly deny: ReadonlyArray<Cidr>
   readonly defaultDeny: ReadonlyArray<Cidr>
@@ -540,13 +681,20 @@ interface State {
   /** `ip|port` of every listening endpoint: never a relay destination. */
   readonly listeningEndpoints: Set<string>
   readonly listeningIps: Set<string>
+  /** Bytes per second per allocation; 0: unlimited. */
+  readonly maxBytesPerSecond: number
+  /** Unauthenticated answers per second per source IP; 0: unlimited. */
+  readonly unauthenticatedRate: number
+  /** Source IP → its bucket of unauthenticated answers (insertion order: the oldest first). */
+  readonly sources: Map<string, Bucket>
   readonly userQuota: number
   readonly totalQuota: number
   readonly maxPermissions: number
-  readonly relayIp: string
-  readonly relayFamily: Family
+  /** The relay IP of each family (at least one is set). */
+  readonly relayIps: Readonly<Record<Family, string | undefined>>
   readonly relayPortRange: readonly [number, number] | undefined
-  readonly externalIp: string | undefined
+  /** The IP advertised instead of the relay's, by family. */
+  readonly externalIps: Readonly<Record<Family, string | undefined>>
   readonly allocations: Map<string, Allocation>
   readonly perUser: Map<string, number>
   /** Ports reserved by EVEN-PORT with the R bit, by RESERVATION-TOKEN (hex). */
@@ -590,7 +738,7 @@ const nonceSignature = (state: State, expiry: string, transport: string, ip: str
 
 const makeNonce = (state: State, link: ClientLink): string => {
   const expiry = (state.now() + state.nonceLifetime).toString(36)
-  return expiry + "-" + nonceSignature(state, expiry, link.transport, link.remote.ip)
+  return state.noncePrefix + expiry + "-" + nonceSignature(state, expiry, link.transport, link.remote.ip)
 }
 
 /** Constant-time string comparison (same length assumed checked by the caller). */
@@ -602,13 +750,84 @@ const sameString = (a: string, b: string): boolean => {
 }
 
 /** Whether a nonce is one we issued to this client and has not expired. */
-const nonceValid = (state: State, nonce: string, link: ClientLink): boolean => {
+const nonceValid = (state: State, prefixed: string, link: ClientLink): boolean => {
+  if (!prefixed.startsWith(state.noncePrefix)) return false
+  const nonce = prefixed.slice(state.noncePrefix.length)
   const dash = nonce.indexOf("-")
   if (dash < 1 || dash > 12 || nonce.length !== dash + 17) return false
   const expiry = nonce.slice(0, dash)
   if (!/^[0-9a-z]+$/.test(expiry)) return false
   if (!sameString(nonce.slice(dash + 1), nonceSignature(state, expiry, link.transport, link.remote.ip))) return false
   return parseInt(expiry, 36) > state.now()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Token buckets (bandwidth per allocation, unauthenticated answers per source IP)
+// ---------------------------------------------------------------------------------------------------------------
+//
+// A bucket holds `rate` units per second, up to one second's worth. It is kept in thousandths of a unit, so that a
+// whole number of units per second refills by a whole number each millisecond: the arithmetic is exact.
+
+interface Bucket {
+  /** Thousandths of a unit. */
+  tokens: number
+  /** When `tokens` was last brought up to date (ms on Effect's clock). */
+  at: number
+}
+
+/** Takes `units` from the bucket if it holds that many (after the refill since `at`); plain code, no allocation. */
+const take = (bucket: Bucket, rate: number, units: number, now: number): boolean => {
+  const capacity = rate * 1000
+  if (now > bucket.at) {
+    bucket.tokens = Math.min(capacity, bucket.tokens + (now - bucket.at) * rate)
+    bucket.at = now
+  }
+  const cost = units * 1000
+  if (bucket.tokens < cost) return false
+  bucket.tokens -= cost
+  return true
+}
+
+/**
+ * The most source IPs whose unauthenticated request rate is tracked; beyond, the least recently added is forgotten.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxRateLimitedSources = 10_000
+
+/**
+ * Unauthenticated answers per second per source IP by default (see `unauthenticatedRateLimit`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultUnauthenticatedRateLimit = 50
+
+/** Whether an unauthenticated answer may go to this IP now (its bucket had a token), per `unauthenticatedRateLimit`. */
+const unauthenticatedAdmitted = (state: State, ip: string): boolean => {
+  const rate = state.unauthenticatedRate
+  if (rate <= 0) return true
+  const now = state.now()
+  let bucket = state.sources.get(ip)
+  if (bucket === undefined) {
+    if (state.sources.size >= maxRateLimitedSources) {
+      const oldest = state.sources.keys().next()
+      if (oldest.done !== true) state.sources.delete(oldest.value)
+    }
+    bucket = { tokens: rate * 1000, at: now }
+    state.sources.set(ip, bucket)
+  }
+  return take(bucket, rate, 1, now)
+}
+
+/** Whether `bytes` relayed bytes fit in the allocation's bandwidth now (`maxBytesPerSecond`); else counted. */
+const bandwidthAdmitted = (state: State, allocation: Allocation, bytes: number): boolean => {
+  if (state.maxBytesPerSecond <= 0 || take(allocation.bandwidth, state.maxBytesPerSecond, bytes, state.now())) {
+    return true
+  }
+  drop("bandwidth")
+  return false
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -687,11 +906,23 @@ const failAuthenticated = (
  * than the request, except the 401.
  */
 const failUnauthenticated = (
+  state: State,
   link: ClientLink,
   method: number,
   request: Uint8Array,
   code: number,
   extra: ReadonlyArray<StunAttribute.StunAttribute> = []
+): void => {
+  if (!unauthenticatedAdmitted(state, link.remote.ip)) return drop("rate-limited")
+  sendUnauthenticated(link, method, request, code, extra)
+}
+
+const sendUnauthenticated = (
+  link: ClientLink,
+  method: number,
+  request: Uint8Array,
+  code: number,
+  extra: ReadonlyArray<StunAttribute.StunAttribute>
 ): void => {
   const attributes: Array<StunAttribute.StunAttribute> = [StunAttribute.errorCode(code, reasons[code] ?? "Error")]
   attributes.push(...extra)
@@ -703,10 +934,17 @@ const failUnauthenticated = (
 
 const challenge = (state: State, link: ClientLink, method: number, request: Uint8Array, code: 401 | 438): void => {
   authFailure(code)
-  failUnauthenticated(link, method, request, code, [
-    state.realmAttribute,
-    StunAttribute.nonce(makeNonce(state, link))
-  ])
+  if (!unauthenticatedAdmitted(state, link.remote.ip)) return drop("rate-limited")
+  const nonce = StunAttribute.nonce(makeNonce(state, link))
+  sendUnauthenticated(
+    link,
+    method,
+    request,
+    code,
+    state.passwordAlgorithms === undefined
+      ? [state.realmAttribute, nonce]
+      : [state.realmAttribute, nonce, state.passwordAlgorithms]
+  )
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -714,6 +952,65 @@ const challenge = (state: State, link: ClientLink, method: number, request: Uint
 // ---------------------------------------------------------------------------------------------------------------
 
 const maxRestCache = 10_000
+
+/** The long-term keys of a user for each accepted algorithm (RFC 8489 §9.2.2), one per password. */
+const deriveKeys = (
+  state: { readonly realm: string; readonly md5: boolean; readonly sha256: boolean },
+  username: string,
+  passwords: ReadonlyArray<string>
+): Either.Either<Pick<UserKeys, "keys" | "sha256Keys">, StunIntegrity.CredentialError> => {
+  const keys: Array<StunIntegrity.IntegrityKey> = []
+  const sha256Keys: Array<StunIntegrity.IntegrityKey> = []
+  for (const password of passwords) {
+    if (state.md5) {
+      const key = StunIntegrity.longTermKey(username, state.realm, password)
+      if (Either.isLeft(key)) return Either.left(key.left)
+      keys.push(key.right)
+    }
+    if (state.sha256) {
+      const key = StunIntegrity.longTermKey(
+        username,
+        state.realm,
+        password,
+        StunAttribute.PasswordAlgorithmNumber.Sha256
+      )
+      if (Either.isLeft(key)) return Either.left(key.left)
+      sha256Keys.push(key.right)
+    }
+  }
+  return Either.right({ keys, sha256Keys })
+}
+
+/** Same algorithms, same order, no parameters: what RFC 8489 §9.2.4 means by "matches the value sent". */
+const sameAlgorithms = (a: StunAttribute.PasswordAlgorithms, b: StunAttribute.PasswordAlgorithms): boolean => {
+  if (a.algorithms.length !== b.algorithms.length) return false
+  for (let i = 0; i < a.algorithms.length; i++) {
+    const x = a.algorithms[i]!
+    const y = b.algorithms[i]!
+    if (x.algorithm !== y.algorithm || x.parameters.length !== y.parameters.length) return false
+    for (let j = 0; j < x.parameters.length; j++) if (x.parameters[j] !== y.parameters[j]) return false
+  }
+  return true
+}
+
+/**
+ * Which key algorithm the request uses (RFC 8489 §9.2.4, for a nonce with the password-algorithms cookie): neither
+ * PASSWORD-ALGORITHM nor PASSWORD-ALGORITHMS means MD5; otherwise both must be there, PASSWORD-ALGORITHMS must be
+ * exactly what we sent and PASSWORD-ALGORITHM one of its entries. `undefined`: a 400.
+ */
+const requestAlgorithm = (state: State, message: StunMessage.DecodedStunMessage): "MD5" | "SHA-256" | undefined => {
+  if (state.passwordAlgorithms === undefined) return "MD5"
+  const chosen = StunMessage.find(message, "PasswordAlgorithm")
+  const offered = StunMessage.find(message, "PasswordAlgorithms")
+  if (chosen === undefined && offered === undefined) return state.md5 ? "MD5" : undefined
+  if (chosen === undefined || offered === undefined || !sameAlgorithms(offered, state.passwordAlgorithms)) {
+    return undefined
+  }
+  if (chosen.parameters.length !== 0) return undefined
+  if (chosen.algorithm === StunAttribute.PasswordAlgorithmNumber.Md5 && state.md5) return "MD5"
+  if (chosen.algorithm === StunAttribute.PasswordAlgorithmNumber.Sha256 && state.sha256) return "SHA-256"
+  return undefined
+}
 
 const keysFor = (state: State, username: string): UserKeys | undefined => {
   const fixed = state.staticUsers.get(username)
@@ -724,29 +1021,90 @@ const keysFor = (state: State, username: string): UserKeys | undefined => {
   if (cached !== undefined) return cached.expiresAt >= nowSeconds ? cached : undefined
   const passwords = TurnAuth.restPasswords(state.restSecrets, username, nowSeconds)
   if (Either.isLeft(passwords)) return undefined
-  const keys: Array<StunIntegrity.IntegrityKey> = []
-  for (const password of passwords.right) {
-    const key = StunIntegrity.longTermKey(username, state.realm, password)
-    if (Either.isRight(key)) keys.push(key.right)
-  }
+  const keys = deriveKeys(state, username, passwords.right)
+  if (Either.isLeft(keys)) return undefined
   // `restPasswords` accepted the username, so it starts with a decimal expiry (up to the first ":", if any).
   const colon = username.indexOf(":")
-  const entry: UserKeys = { keys, expiresAt: Number(colon < 0 ? username : username.slice(0, colon)) }
+  const entry: UserKeys = { ...keys.right, expiresAt: Number(colon < 0 ? username : username.slice(0, colon)) }
   if (state.restCache.size >= maxRestCache) state.restCache.clear()
   state.restCache.set(username, entry)
   return entry
 }
 
 const quotaUserOf = (state: State, username: string): string => {
-  if (state.staticUsers.has(username)) return username
+  if (state.staticUsers.has(username) || state.storeCache.get(username)?.user !== undefined) return username
   const colon = username.indexOf(":")
   return colon < 0 ? username : username.slice(colon + 1)
+}
+
+/**
+ * How long an answer of the `credentials` store is kept (found or not found), and how long a failure or timeout
+ * counts as "not found".
+ */
+const storeCacheLifetime = 60_000
+const storeFailureLifetime = 5_000
+/** How long the store may take before the request is answered as for an unknown user. */
+const storeTimeout = Duration.seconds(5)
+/** The most usernames looked up at once, and the most requests waiting for one username. */
+const maxPendingLookups = 1000
+const maxWaitingPerLookup = 8
+const maxStoreCache = 10_000
+
+/**
+ * Asks the `credentials` store for the user's password in a fiber of the server (`runTask`); when it answers, the
+ * keys (or "unknown") are cached and every request that waited for them is handled again from the start.
+ */
+const lookUp = (state: State, link: ClientLink, key: string, request: Uint8Array, username: string): void => {
+  const waiting = state.lookups.get(username)
+  const entry = { link, key, request: request.slice() }
+  if (waiting !== undefined) {
+    if (waiting.length >= maxWaitingPerLookup) return drop("lookup-pending")
+    waiting.push(entry)
+    return
+  }
+  if (state.lookups.size >= maxPendingLookups) return drop("lookup-pending")
+  const queue = [entry]
+  state.lookups.set(username, queue)
+  state.runTask(
+    state.credentials!(username, state.realm).pipe(
+      Effect.timeout(storeTimeout),
+      Effect.map((found) => ({ found, lifetime: storeCacheLifetime })),
+      Effect.catchAllCause((cause) =>
+        Effect.as(
+          Effect.logWarning("TurnServer: the credential store failed").pipe(
+            Effect.annotateLogs({ username, cause: String(cause) })
+          ),
+          { found: Option.none<string>(), lifetime: storeFailureLifetime }
+        )
+      ),
+      Effect.flatMap(({ found, lifetime }) =>
+        Effect.sync(() => {
+          const keys = Option.isSome(found) ? deriveKeys(state, username, [found.value]) : undefined
+          const user: UserKeys | undefined = keys !== undefined && Either.isRight(keys)
+            ? { ...keys.right, expiresAt: Infinity }
+            : undefined
+          if (state.storeCache.size >= maxStoreCache && !state.storeCache.has(username)) {
+            const oldest = state.storeCache.keys().next()
+            if (oldest.done !== true) state.storeCache.delete(oldest.value)
+          }
+          state.storeCache.delete(username)
+          state.storeCache.set(username, { user, expiresAt: state.now() + lifetime })
+          state.lookups.delete(username)
+          for (const w of queue) if (w.link.closed !== true) safeHandle(state, w.link, w.key, w.request)
+        })
+      ),
+      Effect.ensuring(Effect.sync(() => {
+        if (state.lookups.get(username) === queue) state.lookups.delete(username)
+      }))
+    )
+  )
 }
 
 /** Checks the credentials; answers and returns `undefined` when they are missing or wrong. */
 const authenticate = (
   state: State,
   link: ClientLink,
+  key: string,
   message: StunMessage.DecodedStunMessage,
   request: Uint8Array
 ): Authenticated | undefined => {
@@ -760,17 +1118,33 @@ const authenticate = (
   const nonce = StunMessage.find(message, "Nonce")
   if (username === undefined || realm === undefined || nonce === undefined) {
     authFailure(400)
-    failUnauthenticated(link, method, request, 400)
+    failUnauthenticated(state, link, method, request, 400)
     return undefined
   }
   if (!nonceValid(state, nonce.value, link)) {
     challenge(state, link, method, request, 438)
     return undefined
   }
-  const user = keysFor(state, username.value)
+  const algorithm = requestAlgorithm(state, message)
+  if (algorithm === undefined) {
+    authFailure(400)
+    failUnauthenticated(state, link, method, request, 400)
+    return undefined
+  }
+  let user = keysFor(state, username.value)
+  if (user === undefined && state.credentials !== undefined) {
+    const stored = state.storeCache.get(username.value)
+    if (stored === undefined || stored.expiresAt <= state.now()) {
+      // Not known here: ask the credential store, and handle the request again when it answers.
+      lookUp(state, link, key, request, username.value)
+      return undefined
+    }
+    user = stored.user
+  }
   if (user !== undefined) {
-    for (let i = 0; i < user.keys.length; i++) {
-      const key = user.keys[i]!
+    const keys = algorithm === "MD5" ? user.keys : user.sha256Keys
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i]!
       if (Either.isRight(StunIntegrity.verify(message, key))) {
         return { username: username.value, quotaUser: quotaUserOf(state, username.value), key }
       }
@@ -867,10 +1241,11 @@ const onPeerDatagram = (state: State, allocation: Allocation) => (data: Uint8Arr
     const now = state.now()
     const permission = allocation.permissions.get(remote.ip)
     if (permission === undefined || permission <= now) return drop("no-permission")
+    if (!bandwidthAdmitted(state, allocation, data.length)) return
     const link = allocation.link
     const channel = allocation.channelsByPeer.get(peerKeyOf(remote))
     if (channel !== undefined && channel.expiresAt > now && data.length <= TurnChannelData.maxDataLength) {
-      link.send(encodeChannelData(channel.number, data, link.transport === "tcp"))
+      link.send(encodeChannelData(channel.number, data, link.transport !== "udp"))
     } else {
       const id = state.indicationId
       const counter = state.nextId++
@@ -904,10 +1279,19 @@ const peerAllowed = (state: State, peer: SocketAddress): boolean => {
   return !anyContains(state.defaultDeny, bytes.value)
 }
 
-/** Sends from the relayed socket to a peer, never to one of the server's listening endpoints. */
+/** Whether the allocation has a relayed socket of this family (else 443 Peer Address Family Mismatch). */
+const hasFamily = (allocation: Allocation, family: Family): boolean =>
+  allocation.family === family || allocation.second !== undefined
+
+/**
+ * Sends from the relayed socket of the peer's family to the peer, never to one of the server's listening endpoints.
+ */
 const sendToPeer = (state: State, allocation: Allocation, data: Uint8Array, peer: SocketAddress): void => {
   if (state.listeningIps.has(peer.ip) && state.listeningEndpoints.has(peerKeyOf(peer))) return drop("loop")
-  allocation.socket!.unsafeSend(data, peer)
+  const socket = peer.family === allocation.family ? allocation.socket : allocation.second?.socket
+  if (socket === undefined) return drop("no-permission")
+  if (!bandwidthAdmitted(state, allocation, data.length)) return
+  socket.unsafeSend(data, peer)
   relayed(toPeer, data.length)
 }
 
@@ -922,10 +1306,10 @@ const evenPortAttempts = 32
  */
 export const reservationLifetime: Duration.Duration = Duration.seconds(30)
 
-const bindRelay = (state: State, port = 0) =>
+const bindRelay = (state: State, family: Family, port = 0) =>
   state.network.bindUdp({
-    address: state.relayIp,
-    family: state.relayFamily,
+    address: state.relayIps[family],
+    family,
     port,
     portRange: port === 0 ? state.relayPortRange : undefined
   })
@@ -949,12 +1333,13 @@ const tokenKey = (token: Uint8Array): string => {
  */
 const bindRelayFor = (
   state: State,
+  family: Family,
   evenPort: StunAttribute.EvenPort | undefined
 ): Effect.Effect<Either.Either<Relay, Network.NetworkError | "NoEvenPort">> =>
   Effect.gen(function*() {
     for (let attempt = 0; attempt < evenPortAttempts; attempt++) {
       const scope = yield* Scope.fork(state.serverScope, ExecutionStrategy.sequential)
-      const bound = yield* Effect.either(Scope.extend(bindRelay(state), scope))
+      const bound = yield* Effect.either(Scope.extend(bindRelay(state, family), scope))
       if (Either.isLeft(bound)) {
         yield* Scope.close(scope, Exit.void)
         return Either.left(bound.left)
@@ -964,7 +1349,7 @@ const bindRelayFor = (
       if (port % 2 === 0 && !evenPort.reserveNext) return Either.right({ socket: bound.right, scope, token: undefined })
       if (port % 2 === 0 && port < 65535 && state.reservations.size < state.totalQuota) {
         const nextScope = yield* Scope.fork(state.serverScope, ExecutionStrategy.sequential)
-        const next = yield* Effect.either(Scope.extend(bindRelay(state, port + 1), nextScope))
+        const next = yield* Effect.either(Scope.extend(bindRelay(state, family, port + 1), nextScope))
         if (Either.isRight(next)) {
           const id = state.nextId++
           const token = new Uint8Array(8)
@@ -995,6 +1380,13 @@ const bindRelayFor = (
     return Either.left("NoEvenPort" as const)
   })
 
+/** The address a relayed socket is advertised as: the external IP of its family, if any, and its port. */
+const advertised = (state: State, socket: Network.DatagramSocket): SocketAddress => ({
+  family: socket.local.family,
+  ip: state.externalIps[socket.local.family] ?? socket.local.ip,
+  port: socket.local.port
+})
+
 const handleAllocate = (
   state: State,
   link: ClientLink,
@@ -1019,8 +1411,32 @@ const handleAllocate = (
   if (token !== undefined && reservation === undefined) {
     return failAuthenticated(state, link, method, request, auth, 508)
   }
-  const family = StunMessage.find(message, "RequestedAddressFamily")?.family ?? "IPv4"
-  if (family !== state.relayFamily) return failAuthenticated(state, link, method, request, auth, 440)
+  // RFC 8656 §7.2: REQUESTED-ADDRESS-FAMILY or ADDITIONAL-ADDRESS-FAMILY (IPv6 only), not both, neither with a token.
+  const requestedFamily = StunMessage.find(message, "RequestedAddressFamily")?.family
+  const additionalFamily = StunMessage.find(message, "AdditionalAddressFamily")?.family
+  if (
+    (requestedFamily !== undefined && additionalFamily !== undefined) ||
+    (additionalFamily !== undefined && additionalFamily !== "IPv6") ||
+    (token !== undefined && (requestedFamily !== undefined || additionalFamily !== undefined))
+  ) {
+    return failAuthenticated(state, link, method, request, auth, 400)
+  }
+  let family: Family = reservation !== undefined ? reservation.socket.local.family : requestedFamily ?? "IPv4"
+  let secondFamily: Family | undefined
+  /** The family of a dual-stack request that cannot be allocated here (ADDRESS-ERROR-CODE 440). */
+  let unsupported: Family | undefined
+  if (additionalFamily !== undefined) {
+    if (state.relayIps.IPv4 === undefined) {
+      family = "IPv6"
+      unsupported = "IPv4"
+    } else if (state.relayIps.IPv6 === undefined) {
+      unsupported = "IPv6"
+    } else {
+      secondFamily = "IPv6"
+    }
+  } else if (state.relayIps[family] === undefined) {
+    return failAuthenticated(state, link, method, request, auth, 440)
+  }
   const userCount = state.perUser.get(auth.quotaUser) ?? 0
   if (userCount >= state.userQuota) return failAuthenticated(state, link, method, request, auth, 486)
   if (state.allocations.size >= state.totalQuota) return failAuthenticated(state, link, method, request, auth, 508)
@@ -1039,6 +1455,8 @@ const handleAllocate = (
     allocateResponse: undefined,
     socket: undefined,
     relayed: undefined,
+    second: undefined,
+    bandwidth: { tokens: state.maxBytesPerSecond * 1000, at: state.now() },
     scope: undefined,
     expiresAt: state.now() + lifetime,
     released: false,
@@ -1060,7 +1478,7 @@ const handleAllocate = (
         state.runTimer(reservation.id, Effect.void)
         bound = Either.right({ socket: reservation.socket, scope: reservation.scope, token: undefined })
       } else {
-        bound = yield* bindRelayFor(state, evenPort)
+        bound = yield* bindRelayFor(state, family, evenPort)
       }
       if (Either.isLeft(bound)) {
         forget(state, allocation)
@@ -1072,16 +1490,32 @@ const handleAllocate = (
       allocation.scope = bound.right.scope
       if (allocation.released) return yield* Scope.close(bound.right.scope, Exit.void)
       const socket = bound.right.socket
-      allocation.socket = socket
-      const relayedAddress: SocketAddress = {
-        family: socket.local.family,
-        ip: state.externalIp ?? socket.local.ip,
-        port: socket.local.port
+      const relayedAddress = advertised(state, socket)
+      const relayedAttributes = [StunAttribute.xorRelayedAddress(relayedAddress)]
+      let addressError = unsupported === undefined ? undefined : StunAttribute.addressErrorCode(
+        unsupported,
+        440,
+        reasons[440]!
+      )
+      if (secondFamily !== undefined) {
+        // The IPv6 relayed socket lives and dies with the first one (RFC 8656 §7.2: one allocation, two addresses).
+        const second = yield* Effect.either(Scope.extend(bindRelay(state, secondFamily), bound.right.scope))
+        if (Either.isRight(second)) {
+          const secondRelayed = advertised(state, second.right)
+          allocation.second = { socket: second.right, relayed: secondRelayed }
+          relayedAttributes.push(StunAttribute.xorRelayedAddress(secondRelayed))
+          yield* second.right.setHandler(onPeerDatagram(state, allocation))
+        } else {
+          addressError = StunAttribute.addressErrorCode(secondFamily, 508, reasons[508]!)
+        }
+        if (allocation.released) return yield* Scope.close(bound.right.scope, Exit.void)
       }
+      allocation.socket = socket
       allocation.relayed = relayedAddress
       yield* socket.setHandler(onPeerDatagram(state, allocation))
       allocation.allocateResponse = success(state, link, method, requestCopy, auth, [
-        StunAttribute.xorRelayedAddress(relayedAddress),
+        ...relayedAttributes,
+        ...(addressError === undefined ? [] : [addressError]),
         StunAttribute.lifetime(Math.floor(lifetime / 1000)),
         StunAttribute.xorMappedAddress(link.remote),
         ...(bound.right.token === undefined ? [] : [StunAttribute.reservationToken(bound.right.token)])
@@ -1090,7 +1524,9 @@ const handleAllocate = (
       yield* Effect.logDebug("TurnServer: allocation created").pipe(
         Effect.annotateLogs({
           client: TransportAddressModule.format(link.remote),
-          relayed: TransportAddressModule.format(relayedAddress),
+          relayed: [relayedAddress, ...(allocation.second === undefined ? [] : [allocation.second.relayed])].map(
+            TransportAddressModule.format
+          ).join(" "),
           username: auth.username
         })
       )
@@ -1167,7 +1603,9 @@ const handleCreatePermission = (
   for (const attribute of message.attributes) if (attribute._tag === "XorPeerAddress") peers.push(attribute.address)
   if (peers.length === 0) return failAuthenticated(state, link, message.method, request, auth, 400)
   for (const peer of peers) {
-    if (peer.family !== allocation.family) return failAuthenticated(state, link, message.method, request, auth, 443)
+    if (!hasFamily(allocation, peer.family)) {
+      return failAuthenticated(state, link, message.method, request, auth, 443)
+    }
     if (!peerAllowed(state, peer)) return failAuthenticated(state, link, message.method, request, auth, 403)
   }
   const now = state.now()
@@ -1209,7 +1647,7 @@ const handleChannelBind = (
     ip: peerAttribute.address.ip,
     port: peerAttribute.address.port
   }
-  if (peer.family !== allocation.family) return failAuthenticated(state, link, message.method, request, auth, 443)
+  if (!hasFamily(allocation, peer.family)) return failAuthenticated(state, link, message.method, request, auth, 443)
   if (!peerAllowed(state, peer)) return failAuthenticated(state, link, message.method, request, auth, 403)
   const now = state.now()
   const peerKey = peerKeyOf(peer)
@@ -1310,7 +1748,7 @@ const handle = (state: State, link: ClientLink, key: string, data: Uint8Array): 
   }
   const decoded = StunMessage.decode(data)
   if (Either.isLeft(decoded)) {
-    if (cls === StunMessage.StunClass.Request) return failUnauthenticated(link, method, data, 400)
+    if (cls === StunMessage.StunClass.Request) return failUnauthenticated(state, link, method, data, 400)
     return drop("not-stun")
   }
   const message = decoded.right
@@ -1321,11 +1759,12 @@ const handle = (state: State, link: ClientLink, key: string, data: Uint8Array): 
   }
   if (cls !== StunMessage.StunClass.Request) return drop("ignored")
   if (message.unknownComprehensionRequired.length > 0) {
-    return failUnauthenticated(link, method, data, 420, [
+    return failUnauthenticated(state, link, method, data, 420, [
       StunAttribute.unknownAttributes(dedupe(message.unknownComprehensionRequired))
     ])
   }
   if (method === StunMessage.StunMethod.Binding) {
+    if (!unauthenticatedAdmitted(state, link.remote.ip)) return drop("rate-limited")
     const bytes = encode(StunMessage.StunClass.SuccessResponse, method, data, [
       StunAttribute.xorMappedAddress(link.remote)
     ], undefined)
@@ -1337,9 +1776,9 @@ const handle = (state: State, link: ClientLink, key: string, data: Uint8Array): 
     method !== StunMessage.StunMethod.Allocate && method !== StunMessage.StunMethod.Refresh &&
     method !== StunMessage.StunMethod.CreatePermission && method !== StunMessage.StunMethod.ChannelBind
   ) {
-    return failUnauthenticated(link, method, data, 400)
+    return failUnauthenticated(state, link, method, data, 400)
   }
-  const auth = authenticate(state, link, message, data)
+  const auth = authenticate(state, link, key, message, data)
   if (auth === undefined) return
   switch (method) {
     case StunMessage.StunMethod.Allocate:
@@ -1379,6 +1818,14 @@ const sweep = (state: State): void => {
       if (channel.expiresAt + state.channelReuseDelay <= now) removeChannel(allocation, channel)
     }
   }
+  // A source whose bucket has refilled is the same as one never seen: forget it.
+  const rate = state.unauthenticatedRate
+  if (rate > 0) {
+    for (const [ip, bucket] of state.sources) {
+      if (bucket.tokens + (now - bucket.at) * rate >= rate * 1000) state.sources.delete(ip)
+    }
+  }
+  for (const [name, entry] of state.storeCache) if (entry.expiresAt <= now) state.storeCache.delete(name)
   if (state.restCache.size > 0) {
     const seconds = now / 1000
     for (const [name, entry] of state.restCache) if (entry.expiresAt < seconds) state.restCache.delete(name)
@@ -1419,29 +1866,60 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       return yield* Effect.fail(invalid(options.addresses[0]!, `invalid port ${port}`))
     }
-    const relay = TransportAddressModule.canonicalIp(options.relayAddress ?? listen[0]!.ip)
-    if (Option.isNone(relay) || isWildcard(relay.value.ip)) {
-      return yield* Effect.fail(
-        invalid(options.relayAddress ?? listen[0]!.ip, "the relay address must be a specific IP")
-      )
+    const tlsListen: Array<{ family: Family; ip: string }> = []
+    for (const text of options.tls?.addresses ?? options.addresses) {
+      const ip = TransportAddressModule.canonicalIp(text)
+      if (Option.isNone(ip)) return yield* Effect.fail(invalid(text, "tls: not an IP address"))
+      tlsListen.push(ip.value)
     }
-    let externalIp: string | undefined
-    if (options.externalAddress !== undefined) {
-      const external = TransportAddressModule.canonicalIp(options.externalAddress)
-      if (Option.isNone(external) || external.value.family !== relay.value.family) {
-        return yield* Effect.fail(invalid(options.externalAddress, "not an IP of the relay's family"))
+    const tlsPort = options.tls?.port ?? defaultTlsPort
+    if (!Number.isInteger(tlsPort) || tlsPort < 0 || tlsPort > 65535) {
+      return yield* Effect.fail(invalid(tlsListen[0]?.ip ?? "", `invalid TLS port ${tlsPort}`))
+    }
+    const relayIps: Record<Family, string | undefined> = { IPv4: undefined, IPv6: undefined }
+    const relayTexts = options.relayAddresses ?? [options.relayAddress ?? listen[0]!.ip]
+    if (relayTexts.length === 0) return yield* Effect.fail(invalid("", "relayAddresses: no address"))
+    for (const text of relayTexts) {
+      const relay = TransportAddressModule.canonicalIp(text)
+      if (Option.isNone(relay) || isWildcard(relay.value.ip)) {
+        return yield* Effect.fail(invalid(text, "the relay address must be a specific IP"))
       }
-      externalIp = external.value.ip
+      if (relayIps[relay.value.family] !== undefined) {
+        return yield* Effect.fail(invalid(text, `relayAddresses: more than one ${relay.value.family} address`))
+      }
+      relayIps[relay.value.family] = relay.value.ip
+    }
+    const externalIps: Record<Family, string | undefined> = { IPv4: undefined, IPv6: undefined }
+    const externalTexts = [
+      ...(options.externalAddresses ?? []),
+      ...(options.externalAddress === undefined ? [] : [options.externalAddress])
+    ]
+    for (const text of externalTexts) {
+      const external = TransportAddressModule.canonicalIp(text)
+      if (Option.isNone(external) || relayIps[external.value.family] === undefined) {
+        return yield* Effect.fail(invalid(text, "not an IP of a relay's family"))
+      }
+      const previous = externalIps[external.value.family]
+      if (previous !== undefined && previous !== external.value.ip) {
+        return yield* Effect.fail(invalid(text, `externalAddresses: more than one ${external.value.family} address`))
+      }
+      externalIps[external.value.family] = external.value.ip
     }
     const allow = yield* parseCidrs(options.allowPeers ?? [], "allowPeers")
     const deny = yield* parseCidrs(options.denyPeers ?? [], "denyPeers")
     const defaultDeny = yield* parseCidrs(defaultDeniedPeers, "defaultDeniedPeers")
     const realm = options.realm ?? defaultRealm
+    const algorithms = options.passwordAlgorithms ?? defaultPasswordAlgorithms
+    if (algorithms.length === 0 || algorithms.some((a) => a !== "MD5" && a !== "SHA-256")) {
+      return yield* Effect.fail(invalid("", `passwordAlgorithms: ${algorithms.join(",")}`))
+    }
+    const md5 = algorithms.includes("MD5")
+    const sha256 = algorithms.includes("SHA-256")
     const staticUsers = new Map<string, UserKeys>()
     for (const [name, password] of Object.entries(options.users ?? {})) {
-      const key = StunIntegrity.longTermKey(name, realm, password)
-      if (Either.isLeft(key)) return yield* Effect.fail(invalid(name, `user ${name}: ${key.left.message}`))
-      staticUsers.set(name, { keys: [key.right], expiresAt: Infinity })
+      const keys = deriveKeys({ realm, md5, sha256 }, name, [password])
+      if (Either.isLeft(keys)) return yield* Effect.fail(invalid(name, `user ${name}: ${keys.left.message}`))
+      staticUsers.set(name, { ...keys.right, expiresAt: Infinity })
     }
     const secret = new Uint8Array(32)
     for (let i = 0; i < secret.length; i++) secret[i] = yield* Random.nextIntBetween(0, 256)
@@ -1449,13 +1927,29 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
     for (let i = 0; i < 8; i++) indicationId[i] = yield* Random.nextIntBetween(0, 256)
     const softwareText = [...(options.software ?? "effect-ice")].slice(0, 127).join("")
 
-    const ownIps = new Set<string>([relay.value.ip, ...listen.map((l) => l.ip)])
-    if (externalIp !== undefined) ownIps.add(externalIp)
+    const ownIps = new Set<string>(listen.map((l) => l.ip))
+    for (const ip of [relayIps.IPv4, relayIps.IPv6, externalIps.IPv4, externalIps.IPv6]) {
+      if (ip !== undefined) ownIps.add(ip)
+    }
+    if (options.tls !== undefined) { for (const l of tlsListen) ownIps.add(l.ip) }
     const state: State = {
       now: () => clock.unsafeCurrentTimeMillis(),
       realm,
       realmAttribute: StunAttribute.realm(realm),
       software: softwareText === "" ? undefined : StunAttribute.software(softwareText),
+      md5,
+      sha256,
+      passwordAlgorithms: sha256
+        ? StunAttribute.passwordAlgorithms(
+          [...new Set(algorithms)].map((a) => ({
+            algorithm: a === "MD5"
+              ? StunAttribute.PasswordAlgorithmNumber.Md5
+              : StunAttribute.PasswordAlgorithmNumber.Sha256,
+            parameters: new Uint8Array(0)
+          }))
+        )
+        : undefined,
+      noncePrefix: sha256 ? passwordAlgorithmsNoncePrefix : "",
       nonceKey: hmacSha1Key(secret),
       decoyKey: new StunIntegrity.IntegrityKey(secret.slice(0, 16)),
       nonceLifetime: millis(options.nonceLifetime ?? defaultNonceLifetime),
@@ -1467,22 +1961,30 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
       staticUsers,
       restSecrets: options.restSecrets ?? [],
       restCache: new Map(),
+      credentials: options.credentials,
+      storeCache: new Map(),
+      lookups: new Map(),
       allow,
       deny,
       defaultDeny,
       ownIps,
       listeningEndpoints: new Set(),
-      listeningIps: new Set(listen.map((l) => l.ip)),
+      listeningIps: new Set([...listen, ...(options.tls === undefined ? [] : tlsListen)].map((l) => l.ip)),
+      maxBytesPerSecond: Math.max(0, Math.floor(options.maxBytesPerSecond ?? 0)),
+      unauthenticatedRate: Math.max(
+        0,
+        Math.floor(options.unauthenticatedRateLimit ?? defaultUnauthenticatedRateLimit)
+      ),
+      sources: new Map(),
       userQuota: Math.max(0, Math.floor(options.userQuota ?? defaultUserQuota)),
       totalQuota: Math.max(0, Math.floor(options.totalQuota ?? defaultTotalQuota)),
       maxPermissions: Math.max(
         1,
         Math.floor(options.maxPermissionsPerAllocation ?? defaultMaxPermissionsPerAllocation)
       ),
-      relayIp: relay.value.ip,
-      relayFamily: relay.value.family,
+      relayIps,
       relayPortRange: options.relayPortRange,
-      externalIp,
+      externalIps,
       allocations: new Map(),
       perUser: new Map(),
       reservations: new Map(),
@@ -1531,9 +2033,27 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
         const prefix = "t" + i + "|"
         const listener = yield* network.listenTcp(
           { address: listen[i]!.ip, family: listen[i]!.family, port: port === 0 ? 0 : port },
-          (connection) => serveConnection(state, prefix, connection)
+          (connection) => serveConnection(state, prefix, connection, "tcp")
         )
         tcp.push(listener.local)
+        state.listeningEndpoints.add(peerKeyOf(listener.local))
+      }
+    }
+    const tls: Array<TransportAddress> = []
+    if (options.tls !== undefined) {
+      for (let i = 0; i < tlsListen.length; i++) {
+        const prefix = "s" + i + "|"
+        const listener = yield* network.listenTls(
+          {
+            address: tlsListen[i]!.ip,
+            family: tlsListen[i]!.family,
+            port: tlsPort,
+            certificate: options.tls.certificate,
+            key: options.tls.key
+          },
+          (connection) => serveConnection(state, prefix, connection, "tls")
+        )
+        tls.push({ ...listener.local, transport: "tls" })
         state.listeningEndpoints.add(peerKeyOf(listener.local))
       }
     }
@@ -1543,13 +2063,14 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
       Effect.repeat(Effect.sync(() => sweep(state)), Schedule.spaced(Duration.millis(sweepEvery)))
     )
     yield* Effect.logDebug("TurnServer: listening").pipe(
-      Effect.annotateLogs({ udp: udp.map(TransportAddressModule.format).join(" "), relay: state.relayIp })
+      Effect.annotateLogs({ udp: udp.map(TransportAddressModule.format).join(" "), relay: relayTexts.join(" ") })
     )
     const now = state.now
     return {
       udp,
       tcp,
-      endpoints: [...udp, ...tcp],
+      tls,
+      endpoints: [...udp, ...tcp, ...tls],
       allocationCount: () => state.allocations.size,
       permissionCount: () => {
         const t = now()
@@ -1574,6 +2095,9 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
             client: { ...allocation.link.remote, transport: allocation.link.transport },
             username: allocation.username,
             relayed: allocation.relayed,
+            relayedAddresses: allocation.second === undefined
+              ? [allocation.relayed]
+              : [allocation.relayed, allocation.second.relayed],
             relaySocket: {
               family: allocation.socket.local.family,
               ip: allocation.socket.local.ip,
@@ -1596,11 +2120,15 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
     }
   }).pipe(Effect.withSpan("TurnServer.make", { captureStackTrace: false }))
 
-/** Serves one TCP connection; its allocation (if any) is released when the connection ends (RFC 8656 §3.1). */
+/**
+ * Serves one TCP or TLS connection (the same framing, RFC 8656 §3.1 and §12.5); its allocation (if any) is released
+ * when the connection ends.
+ */
 const serveConnection = (
   state: State,
   prefix: string,
-  connection: Network.StreamSocket
+  connection: Network.StreamSocket,
+  transport: "tcp" | "tls"
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.suspend(() => {
     const remote: SocketAddress = {
@@ -1609,7 +2137,7 @@ const serveConnection = (
       port: connection.remote.port
     }
     const key = prefix + remote.ip + "|" + remote.port
-    const link: ClientLink = { transport: "tcp", remote, send: (bytes) => connection.unsafeWrite(bytes) }
+    const link: ClientLink = { transport, remote, send: (bytes) => connection.unsafeWrite(bytes) }
     // RFC 5766 channel numbers (first byte up to 0x7F) too: see `maxLegacyChannelNumber`.
     const deframer = StreamFraming.makeTurnStreamDeframer({ legacyChannelNumbers: true })
     const onFrame = (frame: Uint8Array): void => safeHandle(state, link, key, frame)
@@ -1620,6 +2148,7 @@ const serveConnection = (
     }).pipe(
       Effect.zipRight(Effect.ignore(connection.closed)),
       Effect.ensuring(Effect.suspend(() => {
+        link.closed = true
         const allocation = state.allocations.get(key)
         if (allocation !== undefined) release(state, allocation)
         return Effect.void

@@ -69,7 +69,8 @@
  * ends its connections). Closing either side sends a FIN, which ends the peer's `closed` successfully one way
  * later; a segment for a connection that no longer exists is answered with an RST, which fails the peer's
  * `closed` with `ConnectionReset`. The simulator does not encrypt: `connectTls` opens a plain simulated TCP
- * connection (its certificate options are ignored), so engines that use TLS run unchanged.
+ * connection (its certificate options are ignored) and `listenTls` is a plain TCP listener (its certificate and key
+ * are ignored), so engines that use TLS run unchanged, and a TLS client reaches a TLS listener.
  *
  * Accounting. The world counts packets sent by hosts and delivered to hosts, and every drop by reason, and keeps a
  * bounded log of drops (where, why, and for router and link drops a detail such as "filtered by APDF at NAT a");
@@ -1590,6 +1591,8 @@ class Simulation {
           // The simulator does not encrypt: a TLS connection is a plain TCP connection, and no certificate is checked.
           connectTls: (remote, connect) => this.connectTcp(state, remote, connect),
           listenTcp: (listen, onConnection) => this.listenTcp(state, listen, onConnection),
+          // Likewise a TLS listener is a plain TCP listener; the certificate and key are not even parsed.
+          listenTls: (listen, onConnection) => this.listenTcp(state, listen, onConnection),
           interfaces: Effect.succeed(interfaces),
           lookup: (name) => this.lookup(name)
         }

@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 /**
  * The `effect-ice` executable: the command line of `Cli` on real sockets (`NodeNetwork`) and Node's platform
- * services. SIGINT/SIGTERM interrupt the program, so every scope (servers, sockets) is released before exit.
+ * services (`NodeContext`: the file system `turn-server` reads its `--config`, `--cert` and `--key` with).
+ * SIGINT/SIGTERM interrupt the program, so every scope (servers, sockets) is released before exit; `runMain`'s
+ * teardown then exits with code 0, since an exit that is only an interruption is not a failure
+ * (`stun-server` and `turn-server` rely on this: a signal is their normal end). The signal must
+ * reach this process: `node --import tsx src/bin.ts` or `tsx src/bin.ts` (which forwards it) do, while `npx`
+ * exits on SIGTERM itself (code 143) and leaves the program running.
  * Expected failures print one line (`effect-ice: …`) and exit with code 1; defects print their full cause.
  *
  * @since 0.1.0

@@ -151,6 +151,21 @@ export * as TurnAuth from "./TurnAuth.js"
 export * as TurnServer from "./TurnServer.js"
 
 /**
+ * How a TURN server is configured from outside: CLI flags, a turnserver.conf-style file and environment variables,
+ * one `Settings` vocabulary for all three, and `layerConfig`.
+ *
+ * @since 0.1.0
+ */
+export * as TurnServerConfig from "./TurnServerConfig.js"
+
+/**
+ * Effect metrics in the Prometheus text exposition format, and a minimal HTTP endpoint serving them.
+ *
+ * @since 0.1.0
+ */
+export * as Prometheus from "./Prometheus.js"
+
+/**
  * The TURN client (RFC 8656): an allocation as a scoped resource, with its refresh, permission and channel timers,
  * Send/Data indications and ChannelData, and a `Stream` of relayed data.
  *

@@ -609,6 +609,49 @@ describe("NodeNetwork TLS", () => {
       }))
     }))
 
+  it.scopedLive("listenTls serves connectTls: the handshake verifies, plaintext both ways; no handshake, no call", () =>
+    Effect.gen(function*() {
+      const network = yield* NodeNetwork.make
+      const { cert, key } = yield* selfSigned
+      const accepted: Array<SocketAddress> = []
+      const listener = yield* network.listenTls(
+        { address: "127.0.0.1", port: 0, certificate: cert, key },
+        (socket) =>
+          Effect.gen(function*() {
+            accepted.push(socket.remote)
+            yield* socket.setHandler((chunk) => socket.unsafeWrite(chunk))
+            yield* Effect.ignore(socket.closed)
+          })
+      )
+      assert.strictEqual(listener.local.ip, "127.0.0.1")
+      assert.isAbove(listener.local.port, 0)
+      const port = listener.local.port
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* network.connectTls({ family: "IPv4", ip: "127.0.0.1", port }, { ca: cert }).pipe(
+          Effect.timeout(wait)
+        )
+        const echoed = yield* collector(client)
+        const payload = pattern(50_000, 3)
+        yield* client.write(payload)
+        const back = yield* echoed.until(payload.length)
+        assert.isTrue(Buffer.from(back).equals(Buffer.from(payload)), "echoed bytes differ")
+        assert.deepStrictEqual(accepted.map((a) => [a.ip, a.port]), [["127.0.0.1", client.local.port]])
+      }))
+      // A plain TCP client that never completes a handshake is not handed to onConnection.
+      yield* Effect.scoped(Effect.gen(function*() {
+        const plainClient = yield* network.connectTcp({ family: "IPv4", ip: "127.0.0.1", port })
+        yield* plainClient.write(new TextEncoder().encode("not a TLS ClientHello\r\n"))
+        yield* Effect.ignore(plainClient.closed.pipe(Effect.timeout(wait)))
+      }))
+      assert.strictEqual(accepted.length, 1)
+      // A key that is not PEM fails the listen.
+      const error = yield* errorOf(
+        network.listenTls({ address: "127.0.0.1", port: 0, certificate: cert, key: "not a key" }, () => Effect.void)
+      )
+      assert.strictEqual(error.reason, "TlsFailed")
+      assert.strictEqual(error.operation, "listen")
+    }))
+
   it.scopedLive("a certificate that does not verify fails with TlsFailed", () =>
     Effect.gen(function*() {
       const network = yield* NodeNetwork.make

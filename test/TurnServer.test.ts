@@ -8,7 +8,7 @@
  * addresses. The test client is `StunTransaction` with a long-term session (one 401 round trip, 438 handled once).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Either, Fiber, Metric, TestClock } from "effect"
+import { Clock, Duration, Effect, Either, Exit, Fiber, Metric, Scope, TestClock } from "effect"
 import * as Metrics from "../src/Metrics.js"
 import * as Network from "../src/Network.js"
 import * as StunAttribute from "../src/StunAttribute.js"
@@ -18,6 +18,7 @@ import * as StunTransaction from "../src/StunTransaction.js"
 import type { SocketAddress } from "../src/TransportAddress.js"
 import * as TurnAuth from "../src/TurnAuth.js"
 import * as TurnChannelData from "../src/TurnChannelData.js"
+import * as TurnClient from "../src/TurnClient.js"
 import * as TurnServer from "../src/TurnServer.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
 
@@ -111,7 +112,7 @@ const turnClient = (host: VirtualNetwork.Host, username = "alice", password = "s
   })
 
 /** Runs `effect` in a fiber and moves the clock until it is done (at most `limit`). */
-const run = <A, E>(effect: Effect.Effect<A, E>, step: Duration.DurationInput = "10 millis", limit = 200) =>
+const run = <A, E, R>(effect: Effect.Effect<A, E, R>, step: Duration.DurationInput = "10 millis", limit = 200) =>
   Effect.gen(function*() {
     const fiber = yield* Effect.fork(effect)
     for (let i = 0; i < limit; i++) {
@@ -179,7 +180,8 @@ describe("TurnServer", () => {
       assert.strictEqual(yield* now, 40)
       const state = yield* StunTransaction.sessionState(c.session)
       assert.strictEqual(state.realm, realm)
-      assert.match(state.nonce!, /^[0-9a-z]+-[0-9a-f]{16}$/)
+      // The nonce cookie with the "Password algorithms" feature bit (RFC 8489 §9.2), then expiry and signature.
+      assert.match(state.nonce!, /^obMatJos2gAAA[0-9a-z]+-[0-9a-f]{16}$/)
       assert.strictEqual(turn.allocationCount(), 1)
       const [info] = turn.allocations()
       assert.strictEqual(info!.relaySocket.port, relayed.port)
@@ -697,7 +699,7 @@ describe("TurnServer under hostile input", () => {
       yield* send(valid)
       yield* TestClock.adjust("100 millis")
 
-      // Every answer so far is an error no longer than its request, except 401s (at most 4 × the request).
+      // Every answer so far is an error no longer than its request, except 401s (at most 4.5 × the request here).
       const answers = raw.received.map((r) => decoded(r.data))
       for (const answer of answers) {
         const code = StunMessage.find(answer, "ErrorCode")?.code
@@ -710,13 +712,18 @@ describe("TurnServer under hostile input", () => {
       for (const r of raw.received) {
         const request = byTid.get(StunMessage.transactionIdHex(r.data.subarray(8, 20)))!
         const code = StunMessage.find(decoded(r.data), "ErrorCode")!.code
-        if (code === 401) assert.isAtMost(r.data.length, 4 * request.length)
+        if (code === 401) assert.isAtMost(r.data.length, 4.5 * request.length)
         else assert.isAtMost(r.data.length, request.length, `code ${code}`)
       }
-      // The 401: header, ERROR-CODE "Unauthorized" (20), REALM "example.org" (16), NONCE, FINGERPRINT (8).
+      // The 401: header, ERROR-CODE "Unauthorized" (20), REALM "example.org" (16), NONCE, PASSWORD-ALGORITHMS
+      // (MD5, SHA-256: 12), FINGERPRINT (8).
       const unauth = raw.received.find((r) => StunMessage.find(decoded(r.data), "ErrorCode")!.code === 401)!
       const nonceLength = StunMessage.find(decoded(unauth.data), "Nonce")!.value.length
-      assert.strictEqual(unauth.data.length, 20 + 20 + 16 + 4 + ((nonceLength + 3) & ~3) + 8)
+      assert.strictEqual(unauth.data.length, 20 + 20 + 16 + 4 + ((nonceLength + 3) & ~3) + 12 + 8)
+      assert.deepStrictEqual(
+        StunMessage.find(decoded(unauth.data), "PasswordAlgorithms")!.algorithms.map((a) => a.algorithm),
+        [StunAttribute.PasswordAlgorithmNumber.Md5, StunAttribute.PasswordAlgorithmNumber.Sha256]
+      )
       assert.deepStrictEqual(
         raw.received.map((r) => StunMessage.find(decoded(r.data), "ErrorCode")!.code).sort(),
         [401, 420]
@@ -775,7 +782,8 @@ describe("TurnServer under hostile input", () => {
   it.scoped("an unauthenticated flood costs no state and every allocation is gone when its lifetime ends", () =>
     Effect.gen(function*() {
       const { clientHost, serverHost } = yield* setup
-      const turn = yield* start(serverHost)
+      // Without the per-source rate limit, so that every request of the flood is answered (and measured).
+      const turn = yield* start(serverHost, { unauthenticatedRateLimit: 0 })
       const raw = yield* rawUdp(clientHost, 4000)
       let sentBytes = 0
       for (let i = 0; i < 2000; i++) {
@@ -789,7 +797,8 @@ describe("TurnServer under hostile input", () => {
       assert.strictEqual(turn.allocationCount(), 0)
       assert.strictEqual(raw.received.length, 2000)
       const receivedBytes = raw.received.reduce((n, r) => n + r.data.length, 0)
-      assert.isBelow(receivedBytes / sentBytes, 4)
+      // 401s of 120 bytes at most (with the nonce cookie and PASSWORD-ALGORITHMS) for 28-byte requests.
+      assert.isAtMost(receivedBytes / sentBytes, 120 / 28)
       // A few real allocations, left to expire.
       for (let i = 0; i < 3; i++) {
         const c = yield* turnClient(clientHost)
@@ -815,5 +824,169 @@ describe("TurnServer under hostile input", () => {
       const c = yield* turnClient(clientHost)
       yield* allocate(c)
       assert.strictEqual(turn.allocationCount(), 1)
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Password algorithms (RFC 8489 §9.2.1, §9.2.4, §14.11, §14.12)
+// ---------------------------------------------------------------------------------------------------------------
+
+/** A network whose UDP sockets also record every datagram they receive (to see what the server was sent). */
+const capturing = (network: Network.Service, into: Array<Uint8Array>): Network.Service => ({
+  ...network,
+  bindUdp: (options) =>
+    Effect.map(network.bindUdp(options), (socket) => ({
+      ...socket,
+      setHandler: (handler) =>
+        socket.setHandler((data, remote) => {
+          into.push(data.slice())
+          return handler(data, remote)
+        })
+    }))
+})
+
+const { Md5, Sha256 } = StunAttribute.PasswordAlgorithmNumber
+const algorithmsAttribute = (...numbers: ReadonlyArray<number>) =>
+  StunAttribute.passwordAlgorithms(numbers.map((algorithm) => ({ algorithm, parameters: new Uint8Array(0) })))
+const md5Key = Either.getOrThrow(StunIntegrity.longTermKey("alice", realm, "secret", Md5))
+const sha256Key = Either.getOrThrow(StunIntegrity.longTermKey("alice", realm, "secret", Sha256))
+
+/** A raw socket that fetches a nonce (a 401 to an unauthenticated Refresh) and answers requests with their code. */
+const rawAuthClient = (host: VirtualNetwork.Host) =>
+  Effect.gen(function*() {
+    const raw = yield* rawUdp(host)
+    let id = 500
+    const ask = (attributes: ReadonlyArray<StunAttribute.StunAttribute>, key?: StunIntegrity.IntegrityKey) =>
+      Effect.gen(function*() {
+        raw.received.length = 0
+        yield* raw.send(encodeRequest(Refresh, id++, attributes, key), server)
+        yield* TestClock.adjust("20 millis")
+        assert.strictEqual(raw.received.length, 1)
+        const message = decoded(raw.received[0]!.data)
+        return { message, code: StunMessage.find(message, "ErrorCode")?.code ?? 200 }
+      })
+    const challenge = yield* ask([])
+    assert.strictEqual(challenge.code, 401)
+    const nonce = StunMessage.find(challenge.message, "Nonce")!.value
+    const credentials = [StunAttribute.username("alice"), StunAttribute.realm(realm), StunAttribute.nonce(nonce)]
+    return { ask, challenge: challenge.message, nonce, credentials }
+  })
+
+describe("TurnServer password algorithms", () => {
+  it.scoped("TurnClient against the default server: PASSWORD-ALGORITHM SHA-256 and a SHA-256 key end to end", () =>
+    Effect.gen(function*() {
+      const { clientHost, serverHost } = yield* setup
+      const received: Array<Uint8Array> = []
+      yield* TurnServer.make(baseOptions).pipe(
+        Effect.provideService(Network.Network, capturing(serverHost.network, received))
+      )
+      const scope = yield* Scope.make()
+      const allocation = yield* run(
+        TurnClient.allocate({
+          server,
+          auth: { mode: "static", username: "alice", password: "secret" }
+        }).pipe(Effect.provideService(Network.Network, clientHost.network), Scope.extend(scope))
+      )
+      assert.strictEqual(allocation.relayed.ip, relayIp)
+      const allocates = received.map(decoded).filter((m) =>
+        m.method === Allocate && m.class === StunMessage.StunClass.Request
+      )
+      // The first Allocate has no credentials (→ 401); the second chose SHA-256 from the list it was offered.
+      assert.strictEqual(allocates.length, 2)
+      assert.isUndefined(StunMessage.find(allocates[0]!, "PasswordAlgorithm"))
+      const second = allocates[1]!
+      assert.strictEqual(StunMessage.find(second, "PasswordAlgorithm")?.algorithm, Sha256)
+      assert.deepStrictEqual(
+        StunMessage.find(second, "PasswordAlgorithms")?.algorithms.map((a) => a.algorithm),
+        [Md5, Sha256]
+      )
+      assert.match(StunMessage.find(second, "Nonce")!.value, /^obMatJos2gAAA/)
+      // Its MESSAGE-INTEGRITY is under SHA-256(username:realm:password), not the MD5 key.
+      assert.isTrue(Either.isRight(StunIntegrity.verify(second, sha256Key)))
+      assert.isTrue(Either.isLeft(StunIntegrity.verify(second, md5Key)))
+      // Permissions and refreshes go on with the same key.
+      yield* run(allocation.permit([v4(peerIp, 9)]))
+      yield* run(allocation.refresh)
+      const refresh = received.map(decoded).filter((m) => m.method === Refresh).at(-1)!
+      assert.isTrue(Either.isRight(StunIntegrity.verify(refresh, sha256Key)))
+      // The release (Refresh LIFETIME 0) is answered, so closing the scope completes.
+      yield* run(Scope.close(scope, Exit.void))
+    }))
+
+  it.scoped("RFC 8489 §9.2.4 checks: PASSWORD-ALGORITHMS must match what was sent, else 400; the key must match", () =>
+    Effect.gen(function*() {
+      const { clientHost, serverHost } = yield* setup
+      yield* start(serverHost)
+      const c = yield* rawAuthClient(clientHost)
+      assert.deepStrictEqual(
+        StunMessage.find(c.challenge, "PasswordAlgorithms")?.algorithms.map((a) => a.algorithm),
+        [Md5, Sha256]
+      )
+      const both = algorithmsAttribute(Md5, Sha256)
+      const sha = StunAttribute.passwordAlgorithm(Sha256)
+      // A 437 (no allocation) means the request was authenticated.
+      assert.strictEqual((yield* c.ask([...c.credentials, both, sha], sha256Key)).code, 437)
+      const md5 = yield* c.ask([...c.credentials, both, StunAttribute.passwordAlgorithm(Md5)], md5Key)
+      assert.strictEqual(md5.code, 437)
+      assert.isTrue(Either.isRight(StunIntegrity.verify(md5.message, md5Key)))
+      // Neither attribute: MD5, as RFC 5389 clients do.
+      assert.strictEqual((yield* c.ask(c.credentials, md5Key)).code, 437)
+      // The SHA-256 response is protected with the SHA-256 key.
+      const answer = yield* c.ask([...c.credentials, both, sha], sha256Key)
+      assert.isTrue(Either.isRight(StunIntegrity.verify(answer.message, sha256Key)))
+      // SHA-256 chosen but the MD5 key used: 401.
+      assert.strictEqual((yield* c.ask([...c.credentials, both, sha], md5Key)).code, 401)
+      // PASSWORD-ALGORITHMS not what the server sent (reordered, shortened, missing): 400.
+      assert.strictEqual((yield* c.ask([...c.credentials, algorithmsAttribute(Sha256, Md5), sha], sha256Key)).code, 400)
+      assert.strictEqual((yield* c.ask([...c.credentials, algorithmsAttribute(Sha256), sha], sha256Key)).code, 400)
+      assert.strictEqual((yield* c.ask([...c.credentials, sha], sha256Key)).code, 400)
+      // PASSWORD-ALGORITHMS without PASSWORD-ALGORITHM, or an algorithm that is not in the list: 400.
+      assert.strictEqual((yield* c.ask([...c.credentials, both], md5Key)).code, 400)
+      assert.strictEqual((yield* c.ask([...c.credentials, both, StunAttribute.passwordAlgorithm(7)], md5Key)).code, 400)
+      // The nonce with other security feature bits is not ours: 438 (the same length, so not an amplification).
+      const other = [
+        StunAttribute.username("alice"),
+        StunAttribute.realm(realm),
+        StunAttribute.nonce("obMatJos2wAAA" + c.nonce.slice("obMatJos2gAAA".length))
+      ]
+      const stale = yield* c.ask(other, md5Key)
+      assert.strictEqual(stale.code, 438)
+      assert.deepStrictEqual(
+        StunMessage.find(stale.message, "PasswordAlgorithms")?.algorithms.map((a) => a.algorithm),
+        [Md5, Sha256]
+      )
+    }))
+
+  it.scoped("passwordAlgorithms MD5 only: no cookie, no PASSWORD-ALGORITHMS; SHA-256 only: MD5 requests get 400", () =>
+    Effect.gen(function*() {
+      const { clientHost, serverHost } = yield* setup
+      const md5Only = yield* Effect.scoped(Effect.gen(function*() {
+        yield* start(serverHost, { passwordAlgorithms: ["MD5"] })
+        const c = yield* rawAuthClient(clientHost)
+        // Attributes a client adds anyway are ignored: the key is MD5.
+        const sha = [algorithmsAttribute(Md5, Sha256), StunAttribute.passwordAlgorithm(Sha256)]
+        return {
+          challenge: c.challenge,
+          nonce: c.nonce,
+          codes: [(yield* c.ask(c.credentials, md5Key)).code, (yield* c.ask([...c.credentials, ...sha], md5Key)).code]
+        }
+      }))
+      assert.match(md5Only.nonce, /^[0-9a-z]+-[0-9a-f]{16}$/)
+      assert.isUndefined(StunMessage.find(md5Only.challenge, "PasswordAlgorithms"))
+      // header, ERROR-CODE, REALM "example.org", NONCE, FINGERPRINT.
+      assert.strictEqual(md5Only.challenge.raw.length, 20 + 20 + 16 + 4 + ((md5Only.nonce.length + 3) & ~3) + 8)
+      assert.deepStrictEqual(md5Only.codes, [437, 437])
+
+      yield* start(serverHost, { passwordAlgorithms: ["SHA-256"] })
+      const c = yield* rawAuthClient(clientHost)
+      assert.deepStrictEqual(
+        StunMessage.find(c.challenge, "PasswordAlgorithms")?.algorithms.map((a) => a.algorithm),
+        [Sha256]
+      )
+      assert.strictEqual((yield* c.ask(c.credentials, md5Key)).code, 400)
+      const sha = [algorithmsAttribute(Sha256), StunAttribute.passwordAlgorithm(Sha256)]
+      assert.strictEqual((yield* c.ask([...c.credentials, ...sha], sha256Key)).code, 437)
+      const md5 = [algorithmsAttribute(Sha256), StunAttribute.passwordAlgorithm(Md5)]
+      assert.strictEqual((yield* c.ask([...c.credentials, ...md5], md5Key)).code, 400)
     }))
 })

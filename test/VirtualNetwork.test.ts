@@ -427,6 +427,32 @@ describe("VirtualNetwork", () => {
   })
 
   describe("TCP", () => {
+    it.scoped("listenTls is a plain TCP listener: connectTcp and connectTls both reach it", () =>
+      Effect.gen(function*() {
+        const { a, b } = yield* twoHosts()
+        const listener = yield* b.network.listenTls(
+          { port: 5349, certificate: "not a PEM", key: "nor this" },
+          (socket) =>
+            Effect.gen(function*() {
+              yield* socket.setHandler((chunk) => socket.unsafeWrite(chunk))
+              yield* Effect.ignore(socket.closed)
+            })
+        )
+        assert.deepStrictEqual(listener.local, { family: "IPv4", ip: "0.0.0.0", port: 5349, transport: "tcp" })
+        for (const connect of [a.network.connectTcp, a.network.connectTls]) {
+          const connecting = yield* Effect.fork(connect({ family: "IPv4", ip: "198.51.100.7", port: 5349 }))
+          yield* TestClock.adjust("20 millis")
+          const client = yield* Fiber.join(connecting)
+          const received: Array<string> = []
+          yield* client.setHandler((chunk) => {
+            received.push(text(chunk))
+          })
+          yield* client.write(bytes("hello"))
+          yield* TestClock.adjust("20 millis")
+          assert.deepStrictEqual(received, ["hello"])
+        }
+      }))
+
     it.scoped("connectTls is a plain TCP connection (the simulator does not encrypt; certificates are ignored)", () =>
       Effect.gen(function*() {
         const { a, b } = yield* twoHosts()

@@ -13,10 +13,14 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Metric } from "effect"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
 import * as Metrics from "../../src/Metrics.js"
 import * as Network from "../../src/Network.js"
 import * as NodeNetwork from "../../src/NodeNetwork.js"
 import * as TurnServer from "../../src/TurnServer.js"
+import { selfSignedCertificate } from "../tls.js"
 import { coturnBinary, freeUdpTcpPort, pickLoopbackAddresses, requirePeer, runCommandEffect } from "./peers.js"
 
 const coturnPeer = await requirePeer("coturn")
@@ -58,15 +62,27 @@ const scenario = (options: {
   readonly flags: ReadonlyArray<string>
   readonly auth: "static" | "rest"
   readonly tcp?: boolean
+  readonly tls?: boolean
   readonly rtcp?: boolean
 }) =>
   Effect.gen(function*() {
     const [serverIp, relayIp, peerIp, clientIp] = yield* Effect.promise(() => pickLoopbackAddresses(4))
     const network = yield* NodeNetwork.make
+    const certificate = options.tls === true
+      ? yield* Effect.acquireRelease(
+        Effect.sync(() => {
+          const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-ice-turns-uclient-"))
+          const files = selfSignedCertificate(dir, [serverIp!])
+          return { dir, cert: Fs.readFileSync(files.cert, "utf8"), key: Fs.readFileSync(files.key, "utf8") }
+        }),
+        ({ dir }) => Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true }))
+      )
+      : undefined
     const turn = yield* TurnServer.make({
       addresses: [serverIp!],
       port: 0,
       tcp: options.tcp === true,
+      ...(certificate === undefined ? {} : { tls: { certificate: certificate.cert, key: certificate.key, port: 0 } }),
       relayAddress: relayIp,
       realm: "example.org",
       users: { alice: "secret" },
@@ -74,7 +90,7 @@ const scenario = (options: {
       allowPeers: ["127.0.0.0/8"],
       userQuota: 100
     }).pipe(Effect.provideService(Network.Network, network))
-    const port = (options.tcp === true ? turn.tcp[0]! : turn.udp[0]!).port
+    const port = (options.tls === true ? turn.tls[0]! : options.tcp === true ? turn.tcp[0]! : turn.udp[0]!).port
 
     const peerPort = yield* Effect.promise(() => freeUdpTcpPort(peerIp!))
     yield* Effect.forkScoped(
@@ -90,7 +106,8 @@ const scenario = (options: {
     const result = yield* runCommandEffect(coturnBinary("turnutils_uclient"), [
       ...(options.rtcp === true ? [] : ["-c"]),
       ...options.flags,
-      ...(options.tcp === true ? ["-t"] : []),
+      ...(options.tcp === true || options.tls === true ? ["-t"] : []),
+      ...(options.tls === true ? ["-S"] : []),
       ...credentials,
       "-e",
       peerIp!,
@@ -166,6 +183,22 @@ describe.skipIf(coturnPeer.skip)("TurnServer against turnutils_uclient", () => {
   it.scopedLive(
     "TCP to the server (-t), ChannelData, static user, to turnutils_peer: 0 % loss",
     () => Effect.asVoid(scenario({ flags: [], auth: "static", tcp: true })),
+    60_000
+  )
+
+  it.scopedLive(
+    "TLS to the server (-t -S), ChannelData, static user, to turnutils_peer: 0 % loss",
+    () =>
+      Effect.gen(function*() {
+        const { turn } = yield* scenario({ flags: [], auth: "static", tls: true })
+        assert.strictEqual(turn.tls.length, 1)
+      }),
+    60_000
+  )
+
+  it.scopedLive(
+    "TLS to the server (-t -S), Send/Data indications (-s), TURN REST credentials: 0 % loss",
+    () => Effect.asVoid(scenario({ flags: ["-s"], auth: "rest", tls: true })),
     60_000
   )
 })
