@@ -167,3 +167,34 @@ export const turnDrops = Metric.counter("effect_ice_turn_drops_total", {
 export const turnRequests = Metric.counter("effect_ice_turn_requests_total", {
   description: "TURN requests answered by servers"
 })
+
+/**
+ * ICE connectivity checks started by agents (RFC 8445 §7.2), by `kind`: `ordinary`, `triggered`, `nomination`,
+ * `consent` (RFC 7675); retransmissions are counted by `stunRetransmissions`.
+ *
+ * @since 0.1.0
+ * @category ice
+ */
+export const iceChecks = Metric.counter("effect_ice_ice_checks_total", {
+  description: "ICE connectivity checks started"
+})
+
+/**
+ * ICE checks answered by agents (RFC 8445 §7.3), by `result`: `success`, `400`, `401`, `487`.
+ *
+ * @since 0.1.0
+ * @category ice
+ */
+export const iceChecksAnswered = Metric.counter("effect_ice_ice_checks_answered_total", {
+  description: "ICE connectivity checks answered"
+})
+
+/**
+ * ICE agent state changes, by the new `state` (the `RTCIceTransportState` names).
+ *
+ * @since 0.1.0
+ * @category ice
+ */
+export const iceStateChanges = Metric.counter("effect_ice_ice_state_changes_total", {
+  description: "ICE agent state changes"
+})

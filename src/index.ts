@@ -174,6 +174,22 @@ export * as Prometheus from "./Prometheus.js"
 export * as TurnClient from "./TurnClient.js"
 
 /**
+ * ICE candidate gathering (RFC 8445 §5.1.1): host, server-reflexive and relayed candidates as a `Stream`, the
+ * gathering state, and the bases checks and data are sent from.
+ *
+ * @since 0.1.0
+ */
+export * as IceGatherer from "./IceGatherer.js"
+
+/**
+ * The ICE agent (RFC 8445, RFC 8838, RFC 7675): roles, paced and triggered checks, nomination, the selected pair,
+ * keepalives, consent freshness, restart and the data path, as a scoped resource.
+ *
+ * @since 0.1.0
+ */
+export * as IceAgent from "./IceAgent.js"
+
+/**
  * ICE server configuration in the WebRTC `RTCIceServer` shape and its `stun:`/`stuns:`/`turn:`/`turns:` URIs
  * (RFC 7064, RFC 7065).
  *

@@ -35,6 +35,14 @@ describe("examples", () => {
     assert.match(output, /^  Filtered: \d+$/m)
   })
 
+  it("ice-loopback.ts connects two agents over loopback host candidates and exchanges a message each way", () => {
+    const output = execFileSync(tsx, ["examples/ice-loopback.ts"], { cwd: root, encoding: "utf8", timeout: 60_000 })
+    assert.match(output, /alice connected: host 127\.0\.0\.1:(\d+) -> host 127\.0\.0\.1:(\d+)"/)
+    assert.match(output, /bob connected: host 127\.0\.0\.1:\d+ -> host 127\.0\.0\.1:\d+"/)
+    assert.include(output, "bob got: hello bob")
+    assert.include(output, "alice got: hello alice")
+  })
+
   it("`npm start` (effect-ice stun) queries an embedded server and prints the mapped address as JSON too", () => {
     const text = execFileSync(tsx, ["src/bin.ts", "stun"], { cwd: root, encoding: "utf8", timeout: 60_000 })
     assert.match(text, /^embedded STUN server on 127\.0\.0\.1:\d+$/m)

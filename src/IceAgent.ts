@@ -1,0 +1,1312 @@
+/**
+ * The ICE agent (RFC 8445), full implementation, one data stream and one component, with trickle (RFC 8838),
+ * consent freshness (RFC 7675) and restart.
+ *
+ * - Roles (§6.1.1, §7.3.1.1): controlling or controlled, with a 64-bit tie-breaker drawn from Effect's `Random`.
+ *   A request carrying the same role as ours is a role conflict: the agent with the larger tie-breaker keeps its
+ *   role, the other answers 487 or switches; a 487 answer to our check switches our role (§7.2.5.1) and the check
+ *   is retried as a triggered check. A role change recomputes every pair priority.
+ * - Credentials (§5.3): ufrag of 4 and password of 22 ice-chars (24 and 132 random bits) from `Random` unless given.
+ *   Remote credentials and candidates may arrive at any time (trickle, RFC 8838): checks wait for the credentials.
+ * - Checks (§6.1.4, §7.2): one check starts every Ta (default 50 ms, the {@link Ta} reference) in a paced loop
+ *   (`Effect.repeat` on `Schedule.spaced(Ta)` while there is work; idle, it sleeps on a latch that any checklist
+ *   change opens, never starting two checks less than Ta apart); the triggered-check queue (§6.1.4.1) is served
+ *   first, then the ordinary check of `IceChecklist.nextOrdinary`. Each check is a STUN Binding request (a
+ *   `StunTransaction` on the pair's base) with USERNAME `remote:local`, PRIORITY (the peer-reflexive priority,
+ *   §7.1.1), ICE-CONTROLLING or ICE-CONTROLLED with the tie-breaker, USE-CANDIDATE when nominating,
+ *   MESSAGE-INTEGRITY with the remote password and FINGERPRINT; the transactions live in a `FiberMap` keyed by pair.
+ *   A success whose source is not the pair's remote fails the pair (symmetric check, §7.2.5.2.1); its
+ *   XOR-MAPPED-ADDRESS names the valid pair's local, a new peer-reflexive candidate when it is not a known one
+ *   (§7.2.5.3.1). An error answer fails the pair with its code, a timeout with "timeout", a send
+ *   error with "unreachable", a refused TURN permission with the TURN error.
+ * - Answering checks (§7.3): the USERNAME must start with our ufrag and MESSAGE-INTEGRITY must verify with our
+ *   password (else 401; USERNAME, MESSAGE-INTEGRITY or PRIORITY missing: 400); the success carries
+ *   XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY and FINGERPRINT. A source that is no known remote candidate becomes a
+ *   peer-reflexive remote candidate (§7.3.1.3; at most {@link maxPeerReflexive} per base, since two
+ *   address-and-port-dependent NATs would otherwise grow the list without end); the pair it forms gets a triggered
+ *   check (§7.3.1.4) unless it has succeeded or is in progress; USE-CANDIDATE on the controlled side nominates the
+ *   pair's valid pair, at once when it has succeeded, or when its check succeeds (§7.3.1.5).
+ * - Nomination (§8.1.1, regular nomination): the controlling agent nominates the best valid pair once no pair of
+ *   higher priority is still waiting, frozen or in progress, or {@link NominationDelay} after the first valid pair,
+ *   whichever comes first, by checking it again with USE-CANDIDATE. The selected pair is the best valid nominated
+ *   pair; ordinary checks stop then.
+ * - State: a `SubscriptionRef` with the `RTCIceTransportState` names. `new` until the first check; `checking`;
+ *   `connected` once a pair is selected, `completed` when moreover local gathering is complete and the remote sent
+ *   end-of-candidates; `disconnected` when a consent check went unanswered; `failed` when every pair failed after
+ *   gathering completed and the remote's candidates ended (or after the optional `failAfter`), with an
+ *   {@link IceFailed} that lists each pair and why it failed, or when consent expired; `closed` when the scope
+ *   closes. Never stuck in `checking`: a pair's check ends in success or failure within the STUN transaction's
+ *   39.5 s.
+ * - Keepalives (§11): a Binding indication on the selected pair when nothing was sent on it for
+ *   {@link KeepaliveInterval} (15 s).
+ * - Consent freshness (RFC 7675 §5.1): a Binding check on the selected pair every {@link ConsentInterval}
+ *   (5 s) × a uniform factor in [0.8, 1.2] from `Random` (so 4–6 s); a check unanswered when the next is due makes
+ *   the state `disconnected` (an answer later makes it `connected` again); {@link ConsentExpiry} (30 s) after the
+ *   last answer the state is `failed` with {@link ConsentExpired} and the agent stops sending on the pair.
+ * - Restart (§9): new ufrag and password, new gathering (new sockets and allocations), a new checklist; the old
+ *   selected pair keeps carrying data (and its consent checks) until the new checklist selects a pair, then the old
+ *   generation's sockets and allocations are released. A change of the remote credentials restarts too.
+ * - Data: `send` sends on the selected pair; what arrives on any base that is not STUN (RFC 7983 first-byte
+ *   demultiplexing, `PacketDemux`) from a known remote goes, in plain code, to a bounded `Mailbox` read as `data`.
+ *
+ * Closing the agent's scope interrupts every fiber, closes every socket and releases every TURN allocation.
+ *
+ * @since 0.1.0
+ */
+import {
+  Context,
+  Data,
+  Duration,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  FiberHandle,
+  FiberMap,
+  FiberSet,
+  Mailbox,
+  Option,
+  Random,
+  Schedule,
+  Scope,
+  Stream,
+  SubscriptionRef
+} from "effect"
+import * as IceCandidate from "./IceCandidate.js"
+import * as IceChecklist from "./IceChecklist.js"
+import * as IceGatherer from "./IceGatherer.js"
+import * as Metrics from "./Metrics.js"
+import type * as Network from "./Network.js"
+import * as PacketDemux from "./PacketDemux.js"
+import * as StunAttribute from "./StunAttribute.js"
+import * as StunIntegrity from "./StunIntegrity.js"
+import type { DecodedStunMessage } from "./StunMessage.js"
+import * as StunMessage from "./StunMessage.js"
+import * as StunTransaction from "./StunTransaction.js"
+import type { SocketAddress } from "./TransportAddress.js"
+import * as TransportAddress from "./TransportAddress.js"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tunables
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Ta, the pacing of checks (RFC 8445 §14.2): one check starts every 50 ms by default.
+ *
+ * @since 0.1.0
+ * @category tunables
+ */
+export class Ta extends Context.Reference<Ta>()("effect-ice/IceAgent/Ta", {
+  defaultValue: (): Duration.Duration => Duration.millis(50)
+}) {}
+
+/**
+ * How long the controlling agent waits after the first valid pair for a better one before nominating (RFC 8445
+ * §8.1.1 leaves it to the agent): 1 s by default.
+ *
+ * @since 0.1.0
+ * @category tunables
+ */
+export class NominationDelay extends Context.Reference<NominationDelay>()("effect-ice/IceAgent/NominationDelay", {
+  defaultValue: (): Duration.Duration => Duration.seconds(1)
+}) {}
+
+/**
+ * Tr, the keepalive interval (RFC 8445 §11): 15 s by default.
+ *
+ * @since 0.1.0
+ * @category tunables
+ */
+export class KeepaliveInterval extends Context.Reference<KeepaliveInterval>()(
+  "effect-ice/IceAgent/KeepaliveInterval",
+  { defaultValue: (): Duration.Duration => Duration.seconds(15) }
+) {}
+
+/**
+ * The mean interval of consent checks (RFC 7675 §5.1: 5 s, randomized to 4–6 s): 5 s by default.
+ *
+ * @since 0.1.0
+ * @category tunables
+ */
+export class ConsentInterval extends Context.Reference<ConsentInterval>()("effect-ice/IceAgent/ConsentInterval", {
+  defaultValue: (): Duration.Duration => Duration.seconds(5)
+}) {}
+
+/**
+ * How long consent lasts without an answer (RFC 7675 §5.1: 30 s).
+ *
+ * @since 0.1.0
+ * @category tunables
+ */
+export class ConsentExpiry extends Context.Reference<ConsentExpiry>()("effect-ice/IceAgent/ConsentExpiry", {
+  defaultValue: (): Duration.Duration => Duration.seconds(30)
+}) {}
+
+/**
+ * The most peer-reflexive remote candidates one generation learns from requests on one base (RFC 8445 §7.3.1.3); a
+ * request from yet another unknown address is still answered, but forms no pair.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxPeerReflexive = 8
+
+// ---------------------------------------------------------------------------------------------------------------
+// Models and errors
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The agent's state, named as `RTCIceTransportState`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type State = "new" | "checking" | "connected" | "completed" | "disconnected" | "failed" | "closed"
+
+/**
+ * The agent's role (RFC 8445 §6.1.1).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Role = "controlling" | "controlled"
+
+/**
+ * ICE credentials: username fragment and password (RFC 8445 §5.3).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Credentials {
+  readonly ufrag: string
+  readonly pwd: string
+}
+
+/**
+ * What the agent tells its peer, in order (trickle ICE, RFC 8838): the credentials of a generation, then its
+ * candidates, then end-of-candidates. A restart starts a new generation with new credentials.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LocalEvent =
+  | { readonly _tag: "Credentials"; readonly credentials: Credentials }
+  | { readonly _tag: "Candidate"; readonly candidate: IceCandidate.Candidate; readonly ufrag: string }
+  | { readonly _tag: "EndOfCandidates"; readonly ufrag: string }
+
+/**
+ * The selected pair, as the agent reports it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SelectedPair {
+  readonly id: string
+  /**
+   * The local candidate the peer sees: the one whose address the check's XOR-MAPPED-ADDRESS named (a
+   * server-reflexive candidate rather than its base, a peer-reflexive one when it was learnt), else the pair's.
+   */
+  readonly local: IceCandidate.Candidate
+  readonly remote: IceCandidate.Candidate
+}
+
+/**
+ * One pair of a failed checklist and why it failed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PairFailure {
+  /** `type ip:port` of the local candidate. */
+  readonly local: string
+  /** `type ip:port` of the remote candidate. */
+  readonly remote: string
+  /** "timeout", an error code and phrase ("401 Unauthorized", "487 Role Conflict"), "unreachable", a TURN error… */
+  readonly reason: string
+}
+
+/**
+ * Every candidate pair failed (or none could be formed) after gathering completed and the remote's candidates
+ * ended, or the agent's `failAfter` passed without a selected pair.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class IceFailed extends Data.TaggedError("IceFailed")<{
+  readonly pairs: ReadonlyArray<PairFailure>
+  readonly reason: "AllPairsFailed" | "Timeout"
+}> {
+  override get message(): string {
+    if (this.pairs.length === 0) return `ICE failed (${this.reason}): no candidate pairs`
+    return `ICE failed (${this.reason}): ${this.pairs.map((p) => `${p.local} -> ${p.remote}: ${p.reason}`).join("; ")}`
+  }
+}
+
+/**
+ * Consent to send on the selected pair expired (RFC 7675 §5.1): no answer to consent checks for 30 s.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConsentExpired extends Data.TaggedError("ConsentExpired")<{
+  readonly pair: string
+  readonly lastConsentAt: number
+}> {
+  override get message(): string {
+    return `consent expired on ${this.pair} (last consent at ${this.lastConsentAt} ms)`
+  }
+}
+
+/**
+ * `send` was called while no pair is selected.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class NotConnected extends Data.TaggedError("NotConnected")<{ readonly state: State }> {
+  override get message(): string {
+    return `ICE agent not connected (state ${this.state})`
+  }
+}
+
+/**
+ * Credentials that do not follow RFC 8445 §5.3 (ice-chars; ufrag of 4 to 256, password of 22 to 256).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidCredentials extends Data.TaggedError("InvalidCredentials")<{ readonly reason: string }> {
+  override get message(): string {
+    return `invalid ICE credentials: ${this.reason}`
+  }
+}
+
+/**
+ * How to run an agent: the gatherer's options and the agent's own.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options extends IceGatherer.Options {
+  /** The initial role (default controlling when `controlling` is not given). */
+  readonly role?: Role | undefined
+  /** The initial role as a flag (`role` wins). */
+  readonly controlling?: boolean | undefined
+  /** Local credentials (default: random, RFC 8445 §5.3). */
+  readonly ufrag?: string | undefined
+  readonly pwd?: string | undefined
+  /** The tie-breaker (default: 64 random bits). */
+  readonly tieBreaker?: bigint | undefined
+  /** Fail with {@link IceFailed} if no pair is selected this long after start (default: never, only by pairs). */
+  readonly failAfter?: Duration.DurationInput | undefined
+  /** Run consent freshness on the selected pair (default true). */
+  readonly consent?: boolean | undefined
+  /** How many inbound packets `data` buffers (default 1024; more are dropped). */
+  readonly dataCapacity?: number | undefined
+  /** The most pairs of a checklist (default 100). */
+  readonly maxPairs?: number | undefined
+}
+
+/**
+ * Counters for tests and benchmarks.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AgentStats {
+  /** Connectivity checks started (ordinary, triggered, nomination), not counting retransmissions. */
+  readonly checksSent: number
+  /** Checks answered with a success. */
+  readonly checksAnswered: number
+  /** Consent checks sent. */
+  readonly consentChecks: number
+  /** Keepalive indications sent. */
+  readonly keepalives: number
+  /** When the first pair was selected (ms on the agent's clock, from its start), if one was. */
+  readonly connectedAfterMs: number | undefined
+}
+
+/**
+ * A running agent.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface IceAgent {
+  /** The current local credentials (they change on restart). */
+  readonly localCredentials: Effect.Effect<Credentials>
+  /** The current role. */
+  readonly role: Effect.Effect<Role>
+  readonly tieBreaker: bigint
+  /** Sets the remote credentials; different ones from those known start a restart (RFC 8445 §9). */
+  readonly addRemoteCredentials: (credentials: Credentials) => Effect.Effect<void, InvalidCredentials>
+  /**
+   * Adds a remote candidate (trickle). With `ufrag`, a candidate of another generation than the current remote one
+   * is ignored (one of a generation whose credentials have not arrived yet is kept until they do).
+   */
+  readonly addRemoteCandidate: (candidate: IceCandidate.Candidate, ufrag?: string) => Effect.Effect<void>
+  /** The remote sent end-of-candidates. */
+  readonly endOfRemoteCandidates: Effect.Effect<void>
+  /** Applies one of the peer's {@link LocalEvent}s (signalling made easy: pipe one agent's events to the other). */
+  readonly receive: (event: LocalEvent) => Effect.Effect<void, InvalidCredentials>
+  /** Credentials, candidates and end-of-candidates of every generation, from the first (replayed). Never ends. */
+  readonly localCandidates: Stream.Stream<LocalEvent>
+  /** The current generation's gathering state. */
+  readonly gatheringState: Effect.Effect<IceGatherer.GatheringState>
+  readonly state: SubscriptionRef.SubscriptionRef<State>
+  readonly selectedPair: SubscriptionRef.SubscriptionRef<Option.Option<SelectedPair>>
+  /** Waits for `connected` or `completed` and returns the selected pair; fails if the agent fails first. */
+  readonly connected: Effect.Effect<SelectedPair, IceFailed | ConsentExpired>
+  /** The error the agent failed with, if it did. */
+  readonly failure: Effect.Effect<Option.Option<IceFailed | ConsentExpired>>
+  /** The current checklist's pairs (for inspection). */
+  readonly pairs: Effect.Effect<ReadonlyArray<IceChecklist.Pair>>
+  /** Sends application data on the selected pair. */
+  readonly send: (data: Uint8Array) => Effect.Effect<void, NotConnected | ConsentExpired | Network.NetworkError>
+  /**
+   * Application data (non-STUN packets, RFC 7983) from the peer, on any pair, across restarts; one queue, so each
+   * packet goes to one reader. Ends when the agent closes.
+   */
+  readonly data: Stream.Stream<Uint8Array>
+  /** ICE restart (RFC 8445 §9): new credentials (returned), new gathering, new checks. */
+  readonly restart: Effect.Effect<Credentials>
+  readonly stats: Effect.Effect<AgentStats>
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Credentials
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * The ice-char alphabet (RFC 8445 §15.1 / RFC 8839 §5.4: ALPHA / DIGIT / "+" / "/").
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const iceChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+const iceCharsPattern = /^[A-Za-z0-9+/]+$/
+
+const randomString = (length: number): Effect.Effect<string> =>
+  Effect.gen(function*() {
+    let out = ""
+    for (let i = 0; i < length; i++) out += iceChars[yield* Random.nextIntBetween(0, iceChars.length)]
+    return out
+  })
+
+/**
+ * Fresh credentials from `Random`: a ufrag of 4 ice-chars (24 bits) and a password of 22 (132 bits), the minimum
+ * lengths of RFC 8445 §5.3.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const generateCredentials: Effect.Effect<Credentials> = Effect.all({
+  ufrag: randomString(4),
+  pwd: randomString(22)
+})
+
+/**
+ * A 64-bit tie-breaker from `Random` (RFC 8445 §16.1).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const generateTieBreaker: Effect.Effect<bigint> = Effect.map(
+  Effect.all([Random.nextIntBetween(0, 0x10000_0000), Random.nextIntBetween(0, 0x10000_0000)]),
+  ([high, low]) => (BigInt(high) << 32n) | BigInt(low)
+)
+
+/**
+ * Checks credentials against RFC 8445 §5.3 (ice-chars; ufrag 4–256 characters, password 22–256).
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const validateCredentials = (credentials: Credentials): Option.Option<InvalidCredentials> => {
+  const { pwd, ufrag } = credentials
+  if (ufrag.length < 4 || ufrag.length > 256 || !iceCharsPattern.test(ufrag)) {
+    return Option.some(new InvalidCredentials({ reason: `ufrag ${JSON.stringify(ufrag)}` }))
+  }
+  if (pwd.length < 22 || pwd.length > 256 || !iceCharsPattern.test(pwd)) {
+    return Option.some(new InvalidCredentials({ reason: "password length or characters" }))
+  }
+  return Option.none()
+}
+
+/**
+ * `type ip:port` of a candidate, as failures and logs show it.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const describeCandidate = (candidate: IceCandidate.Candidate): string =>
+  `${candidate.type} ${
+    candidate.address.includes(":") ? `[${candidate.address}]` : candidate.address
+  }:${candidate.port}`
+
+// ---------------------------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------------------------
+
+interface Triggered {
+  readonly id: string
+  readonly useCandidate: boolean
+}
+
+interface Generation {
+  readonly local: Credentials
+  readonly localKey: StunIntegrity.IntegrityKey
+  remote: Credentials | undefined
+  remoteKey: StunIntegrity.IntegrityKey | undefined
+  remoteEnd: boolean
+  gatheringComplete: boolean
+  gatheringState: IceGatherer.GatheringState
+  list: IceChecklist.Checklist
+  readonly scope: Scope.CloseableScope
+  readonly bases: Map<string, IceGatherer.Base>
+  /** The base's own candidate (host or relay), by base key. */
+  readonly baseLocal: Map<string, IceChecklist.LocalCandidate>
+  /** Every local candidate, peer-reflexive ones included. */
+  readonly locals: Array<IceChecklist.LocalCandidate>
+  /** Remote candidates by `ip|port`. */
+  readonly remotes: Map<string, IceCandidate.Candidate>
+  /** Candidates that came with a ufrag before that ufrag's credentials. */
+  readonly pending: Array<{ readonly candidate: IceCandidate.Candidate; readonly ufrag: string }>
+  readonly triggered: Array<Triggered>
+  readonly validOf: Map<string, string>
+  /** The local candidate whose address a valid pair's check was answered with (a srflx, not its base). */
+  readonly validLocal: Map<string, IceCandidate.Candidate>
+  readonly nominateOnSuccess: Set<string>
+  nominating: string | undefined
+  /** Peer-reflexive remote candidates learnt so far, by the base they were learnt on. */
+  readonly learnt: Map<string, number>
+  firstValidAt: number | undefined
+  started: boolean
+  done: boolean
+  /** A failed restart was reported (while the old pair carries on). */
+  reported: boolean
+  checks: FiberMap.FiberMap<string> | undefined
+}
+
+interface Route {
+  readonly gen: Generation
+  readonly pair: IceChecklist.Pair
+  readonly base: IceGatherer.Base
+  readonly remote: SocketAddress
+  lastSent: number
+  lastConsent: number
+  answered: boolean
+  expired: boolean
+}
+
+const addressKey = (ip: string, port: number) => `${ip}|${port}`
+
+const ordinaryLabels = [Metrics.label("kind", "ordinary")]
+const triggeredLabels = [Metrics.label("kind", "triggered")]
+const nominationLabels = [Metrics.label("kind", "nomination")]
+const consentLabels = [Metrics.label("kind", "consent")]
+const answeredSuccess = [Metrics.label("result", "success")]
+const answered400 = [Metrics.label("result", "400")]
+const answered401 = [Metrics.label("result", "401")]
+const answered487 = [Metrics.label("result", "487")]
+
+const remoteAddress = (candidate: IceCandidate.Candidate): SocketAddress => ({
+  family: candidate.address.includes(":") ? "IPv6" : "IPv4",
+  ip: candidate.address,
+  port: candidate.port
+})
+
+const view = (pair: IceChecklist.Pair, mapped: IceCandidate.Candidate | undefined): SelectedPair => ({
+  id: pair.id,
+  local: mapped ?? pair.local.candidate,
+  remote: pair.remote
+})
+
+const failureOf = (error: StunTransaction.StunTransactionError | { readonly _tag: string }): string => {
+  switch (error._tag) {
+    case "StunTimeout":
+      return "timeout"
+    case "StunErrorResponse": {
+      const e = error as StunTransaction.StunErrorResponse
+      return `${e.code} ${e.reason}`
+    }
+    case "NetworkError":
+      return "unreachable"
+    default:
+      return error._tag
+  }
+}
+
+const keyOf = (password: string): StunIntegrity.IntegrityKey => {
+  const key = StunIntegrity.shortTermKey(password)
+  // Validated credentials are printable ASCII: OpaqueString preparation cannot fail on them.
+  return key._tag === "Right" ? key.right : new StunIntegrity.IntegrityKey(new TextEncoder().encode(password))
+}
+
+/**
+ * Starts an agent in the caller's scope: gathering begins at once, checks as soon as remote credentials and
+ * candidates arrive. Closing the scope closes the agent (state `closed`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: Options = {}
+): Effect.Effect<IceAgent, InvalidCredentials, Network.Network | Scope.Scope> =>
+  Effect.gen(function*() {
+    const agentScope = yield* Effect.scope
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const startedAt = now()
+    const ta = yield* Ta
+    const nominationDelay = Duration.toMillis(yield* NominationDelay)
+    const keepaliveMs = Duration.toMillis(yield* KeepaliveInterval)
+    const consentMs = Duration.toMillis(yield* ConsentInterval)
+    const consentExpiryMs = Duration.toMillis(yield* ConsentExpiry)
+    const component = options.component ?? 1
+    const context = yield* Effect.context<Network.Network>()
+
+    let controlling = options.role !== undefined ? options.role === "controlling" : options.controlling ?? true
+    const tieBreaker = options.tieBreaker ?? (yield* generateTieBreaker)
+    const firstCredentials = options.ufrag !== undefined && options.pwd !== undefined
+      ? { ufrag: options.ufrag, pwd: options.pwd }
+      : yield* generateCredentials
+    const invalid = validateCredentials(firstCredentials)
+    if (Option.isSome(invalid)) return yield* Effect.fail(invalid.value)
+
+    const state = yield* SubscriptionRef.make<State>("new")
+    const selectedPair = yield* SubscriptionRef.make<Option.Option<SelectedPair>>(Option.none())
+    const events = yield* SubscriptionRef.make<ReadonlyArray<LocalEvent>>([])
+    const mailbox = yield* Mailbox.make<Uint8Array>({ capacity: options.dataCapacity ?? 1024, strategy: "dropping" })
+    const routeHandle = yield* FiberHandle.make<void, never>()
+    /** Control-plane work that must not run in (and be interrupted with) the fiber that starts it. */
+    const background = yield* FiberSet.make<void, never>()
+    let failure: IceFailed | ConsentExpired | undefined
+    let closed = false
+    let route: Route | undefined
+    let current: Generation
+    let previous: Generation | undefined
+    const counters = { checksSent: 0, checksAnswered: 0, consentChecks: 0, keepalives: 0 }
+    let connectedAt: number | undefined
+    const pacing = yield* Effect.makeLatch(true)
+    const wake = () => pacing.unsafeOpen()
+    const taMillis = Duration.toMillis(ta)
+    let lastSlot = Number.NEGATIVE_INFINITY
+
+    const emit = (event: LocalEvent) => SubscriptionRef.update(events, (all) => [...all, event])
+
+    const setState = (next: State): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (closed && next !== "closed") return Effect.void
+        return Effect.flatMap(SubscriptionRef.get(state), (s) =>
+          s === next ? Effect.void : Effect.zipRight(
+            SubscriptionRef.set(state, next),
+            Effect.suspend(() => {
+              Metrics.increment(Metrics.iceStateChanges, [Metrics.label("state", next)])
+              return Effect.logDebug(`ICE agent: ${s} -> ${next}`)
+            })
+          ))
+      })
+
+    const failWith = (error: IceFailed | ConsentExpired): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (failure !== undefined || closed) return Effect.void
+        failure = error
+        // Failed is final until a restart: no more checks in this generation (answers to the peer's still go out).
+        const checks = current.checks
+        return Effect.zipRight(
+          Effect.zipRight(Effect.logWarning(error.message), setState("failed")),
+          checks === undefined ? Effect.void : FiberSet.run(background, FiberMap.clear(checks))
+        )
+      })
+
+    // -------------------------------------------------------------------------------------------------------------
+    // Checklist changes and state
+    // -------------------------------------------------------------------------------------------------------------
+
+    const failPair = (g: Generation, id: string, reason: string) => {
+      g.list = IceChecklist.setState(g.list, id, "failed", reason)
+      if (g.nominating === id) g.nominating = undefined
+    }
+
+    const connectedState = (g: Generation): State => g.gatheringComplete && g.remoteEnd ? "completed" : "connected"
+
+    const pairFailures = (g: Generation): Array<PairFailure> =>
+      g.list.pairs.map((p) => ({
+        local: describeCandidate(p.local.candidate),
+        remote: describeCandidate(p.remote),
+        reason: p.failure ?? (p.state === "failed" ? "failed" : `still ${p.state}`)
+      }))
+
+    const select = (g: Generation, pair: IceChecklist.Pair): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const base = g.bases.get(pair.local.baseKey)
+        if (base === undefined) return
+        const at = now()
+        const next: Route = {
+          gen: g,
+          pair,
+          base,
+          remote: remoteAddress(pair.remote),
+          lastSent: at,
+          lastConsent: at,
+          answered: true,
+          expired: false
+        }
+        route = next
+        connectedAt ??= at - startedAt
+        yield* Effect.logDebug(`ICE agent: selected ${pair.id}`)
+        yield* SubscriptionRef.set(selectedPair, Option.some(view(pair, g.validLocal.get(pair.id))))
+        yield* FiberHandle.run(routeHandle, maintain(next))
+        // A restart has succeeded: release the old generation (in the background: TURN releases take a round trip).
+        const old = previous
+        if (old !== undefined && old !== g) {
+          previous = undefined
+          old.done = true
+          yield* FiberSet.run(background, Scope.close(old.scope, Exit.void))
+        }
+      })
+
+    const refresh = (g: Generation): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (closed || g.done || g !== current || failure !== undefined) return Effect.void
+        wake()
+        g.list = IceChecklist.updateState(g.list, {
+          gatheringComplete: g.gatheringComplete,
+          remoteEndOfCandidates: g.remoteEnd
+        })
+        const chosen = IceChecklist.selected(g.list)
+        if (Option.isSome(chosen)) {
+          const isNew = route === undefined || route.gen !== g || route.pair.id !== chosen.value.id
+          return Effect.zipRight(
+            isNew ? select(g, chosen.value) : Effect.void,
+            Effect.suspend(() =>
+              route !== undefined && route.gen === g && route.answered && !route.expired
+                ? setState(connectedState(g))
+                : Effect.void
+            )
+          )
+        }
+        if (g.list.state === "failed" && (route === undefined || route.gen !== g)) {
+          const error = new IceFailed({ pairs: pairFailures(g), reason: "AllPairsFailed" })
+          if (route === undefined || route.expired) return failWith(error)
+          // A restart found nothing, but the old pair still has consent: keep it, and say so once.
+          if (g.reported) return Effect.void
+          g.reported = true
+          return Effect.logWarning(`ICE restart found no pair; keeping ${route.pair.id}: ${error.message}`)
+        }
+        if (g.started && route === undefined) {
+          return Effect.flatMap(SubscriptionRef.get(state), (s) => s === "new" ? setState("checking") : Effect.void)
+        }
+        return Effect.void
+      })
+
+    // -------------------------------------------------------------------------------------------------------------
+    // Checks
+    // -------------------------------------------------------------------------------------------------------------
+
+    const roleAttribute = (isControlling: boolean) =>
+      isControlling ? StunAttribute.iceControlling(tieBreaker) : StunAttribute.iceControlled(tieBreaker)
+
+    const prflxPriority = (local: IceCandidate.Candidate) =>
+      IceCandidate.priority({
+        type: "prflx",
+        component: local.component,
+        localPreference: (local.priority >>> 8) & 0xffff
+      })
+
+    const switchRole = (toControlling: boolean) => {
+      if (controlling === toControlling) return
+      controlling = toControlling
+      current.list = IceChecklist.setControlling(current.list, toControlling)
+      if (!toControlling) current.nominating = undefined
+    }
+
+    const runCheck = (
+      g: Generation,
+      pair: IceChecklist.Pair,
+      useCandidate: boolean,
+      triggered: boolean
+    ): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const base = g.bases.get(pair.local.baseKey)
+        const remote = g.remote
+        const remoteKey = g.remoteKey
+        if (base === undefined || remote === undefined || remoteKey === undefined) {
+          failPair(g, pair.id, "no base")
+          return yield* refresh(g)
+        }
+        const target = remoteAddress(pair.remote)
+        const prepared = yield* Effect.either(base.prepare(target))
+        if (prepared._tag === "Left") {
+          failPair(g, pair.id, `TURN: ${prepared.left.message}`)
+          return yield* refresh(g)
+        }
+        const sentControlling = controlling
+        const nominating = useCandidate && sentControlling
+        counters.checksSent++
+        Metrics.increment(
+          Metrics.iceChecks,
+          nominating ? nominationLabels : triggered ? triggeredLabels : ordinaryLabels
+        )
+        const result = yield* Effect.either(base.client.request(target, {
+          method: StunMessage.StunMethod.Binding,
+          attributes: [
+            StunAttribute.priority(prflxPriority(pair.local.candidate)),
+            roleAttribute(sentControlling),
+            ...(nominating ? [StunAttribute.useCandidate] : [])
+          ]
+        }, { credentials: StunTransaction.shortTerm(`${remote.ufrag}:${g.local.ufrag}`, remoteKey) }))
+        if (g.done || closed) return
+        if (result._tag === "Left") {
+          const error = result.left
+          if (error._tag === "StunErrorResponse" && error.code === 487) {
+            // §7.2.5.1: switch to the role opposite to the one the request carried, then retry.
+            switchRole(!sentControlling)
+            g.list = IceChecklist.setState(g.list, pair.id, "waiting")
+            if (g.nominating === pair.id) g.nominating = undefined
+            g.triggered.push({ id: pair.id, useCandidate: false })
+          } else {
+            failPair(g, pair.id, failureOf(error))
+          }
+          return yield* refresh(g)
+        }
+        const response = result.right
+        if (!TransportAddress.equals(response.from, target)) {
+          failPair(
+            g,
+            pair.id,
+            `asymmetric: answer from ${TransportAddress.format(response.from)} (§7.2.5.2.1)`
+          )
+          return yield* refresh(g)
+        }
+        const mapped = StunMessage.find(response.message, "XorMappedAddress")?.address
+        if (mapped === undefined) {
+          failPair(g, pair.id, "no XOR-MAPPED-ADDRESS")
+          return yield* refresh(g)
+        }
+        let validLocal = g.locals.find((l) =>
+          l.baseKey === pair.local.baseKey && l.candidate.address === mapped.ip && l.candidate.port === mapped.port
+        )
+        if (validLocal === undefined) {
+          // §7.2.5.3.1: a peer-reflexive local candidate, with the priority the check carried.
+          const candidate = IceCandidate.make({
+            type: "prflx",
+            address: mapped.ip,
+            port: mapped.port,
+            component: pair.local.candidate.component,
+            priority: prflxPriority(pair.local.candidate),
+            baseAddress: pair.local.base.address,
+            relatedAddress: pair.local.base.address,
+            relatedPort: pair.local.base.port
+          })
+          validLocal = { candidate, baseKey: pair.local.baseKey, base: pair.local.base }
+          g.locals.push(validLocal)
+        }
+        g.list = IceChecklist.setState(g.list, pair.id, "succeeded")
+        const nominated = nominating || (!controlling && g.nominateOnSuccess.has(pair.id))
+        const [list, validId] = IceChecklist.addValid(g.list, validLocal, pair.remote, { nominated })
+        g.list = nominated ? IceChecklist.nominate(list, validId) : list
+        g.validOf.set(pair.id, validId)
+        g.validLocal.set(validId, validLocal.candidate)
+        g.firstValidAt ??= now()
+        if (nominating && g.nominating === pair.id) g.nominating = undefined
+        yield* refresh(g)
+      })
+
+    const startCheck = (
+      g: Generation,
+      pair: IceChecklist.Pair,
+      useCandidate: boolean,
+      triggered: boolean
+    ): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (g.checks === undefined) return Effect.void
+        g.list = IceChecklist.setState(g.list, pair.id, "in-progress")
+        g.started = true
+        return Effect.zipRight(FiberMap.run(g.checks, pair.id, runCheck(g, pair, useCandidate, triggered)), refresh(g))
+      })
+
+    const maybeNominate = (g: Generation) => {
+      if (!controlling || g.nominating !== undefined) return
+      if (route !== undefined && route.gen === g) return
+      const valid = IceChecklist.validPairs(g.list)
+      const best = valid[0]
+      if (best === undefined) return
+      const betterPending = g.list.pairs.some((p) =>
+        p.priority > best.priority && (p.state === "waiting" || p.state === "in-progress" || p.state === "frozen")
+      )
+      if (betterPending && now() - (g.firstValidAt ?? now()) < nominationDelay) return
+      g.nominating = best.id
+      g.triggered.unshift({ id: best.id, useCandidate: true })
+    }
+
+    /**
+     * One pacing slot (§6.1.4.2): a triggered check if one is queued, else an ordinary one. Tells whether the
+     * pacing loop has more to do (a check was started, or a nomination is waiting for its timer).
+     */
+    const tick: Effect.Effect<boolean> = Effect.suspend(() => {
+      const g = current
+      if (closed || g.done || g.remote === undefined || failure !== undefined) return Effect.succeed(false)
+      maybeNominate(g)
+      while (g.triggered.length > 0) {
+        const next = g.triggered.shift()!
+        const pair = IceChecklist.find(g.list, next.id)
+        if (Option.isSome(pair) && pair.value.state !== "in-progress") {
+          return Effect.as(startCheck(g, pair.value, next.useCandidate, true), true)
+        }
+      }
+      const selectedHere = route !== undefined && route.gen === g
+      if (!selectedHere && g.list.state === "running") {
+        const ordinary = IceChecklist.nextOrdinary(g.list)
+        if (Option.isSome(ordinary)) return Effect.as(startCheck(g, ordinary.value, false, false), true)
+      }
+      const nominationDue = controlling && !selectedHere && g.nominating === undefined &&
+        IceChecklist.validPairs(g.list).length > 0
+      return Effect.succeed(nominationDue)
+    })
+
+    // -------------------------------------------------------------------------------------------------------------
+    // Answering checks (§7.3)
+    // -------------------------------------------------------------------------------------------------------------
+
+    const answer = (
+      base: IceGatherer.Base,
+      request: DecodedStunMessage,
+      to: SocketAddress,
+      attributes: ReadonlyArray<StunAttribute.StunAttribute>,
+      key: StunIntegrity.IntegrityKey | undefined,
+      error: boolean
+    ) => {
+      const bytes = StunMessage.encode(
+        StunMessage.make(
+          error ? StunMessage.StunClass.ErrorResponse : StunMessage.StunClass.SuccessResponse,
+          request.method,
+          request.transactionId,
+          attributes
+        ),
+        { integrity: key, fingerprint: true }
+      )
+      if (bytes._tag === "Right") base.unsafeSend(bytes.right, to)
+    }
+
+    const onRequest = (g: Generation, base: IceGatherer.Base) =>
+    (
+      message: DecodedStunMessage,
+      from: SocketAddress
+    ): Effect.Effect<void> | void => {
+      if (message.method !== StunMessage.StunMethod.Binding || closed) return
+      if (message.fingerprintOffset >= 0 && !StunIntegrity.verifyFingerprint(message)) return
+      const username = StunMessage.find(message, "Username")?.value
+      if (username === undefined || message.integrityOffset < 0) {
+        Metrics.increment(Metrics.iceChecksAnswered, answered400)
+        return answer(base, message, from, [StunAttribute.errorCode(400, "Bad Request")], undefined, true)
+      }
+      const colon = username.indexOf(":")
+      if (
+        colon < 0 || username.slice(0, colon) !== g.local.ufrag ||
+        StunIntegrity.verify(message, g.localKey)._tag === "Left"
+      ) {
+        Metrics.increment(Metrics.iceChecksAnswered, answered401)
+        return answer(base, message, from, [StunAttribute.errorCode(401, "Unauthorized")], undefined, true)
+      }
+      const priority = StunMessage.find(message, "Priority")?.value
+      if (priority === undefined) {
+        Metrics.increment(Metrics.iceChecksAnswered, answered400)
+        return answer(base, message, from, [StunAttribute.errorCode(400, "Bad Request")], g.localKey, true)
+      }
+      // §7.3.1.1 role conflict.
+      const theirControlling = StunMessage.find(message, "IceControlling")
+      const theirControlled = StunMessage.find(message, "IceControlled")
+      if (controlling && theirControlling !== undefined) {
+        if (tieBreaker >= theirControlling.tieBreaker) {
+          Metrics.increment(Metrics.iceChecksAnswered, answered487)
+          return answer(base, message, from, [StunAttribute.errorCode(487, "Role Conflict")], g.localKey, true)
+        }
+        switchRole(false)
+      } else if (!controlling && theirControlled !== undefined) {
+        if (tieBreaker >= theirControlled.tieBreaker) {
+          switchRole(true)
+        } else {
+          Metrics.increment(Metrics.iceChecksAnswered, answered487)
+          return answer(base, message, from, [StunAttribute.errorCode(487, "Role Conflict")], g.localKey, true)
+        }
+      }
+      answer(base, message, from, [StunAttribute.xorMappedAddress(from)], g.localKey, false)
+      counters.checksAnswered++
+      Metrics.increment(Metrics.iceChecksAnswered, answeredSuccess)
+      if (g.done || g !== current) return
+      // §7.3.1.3: a source we do not know is a peer-reflexive remote candidate.
+      const fromKey = addressKey(from.ip, from.port)
+      let remote = g.remotes.get(fromKey)
+      if (remote === undefined) {
+        // Two address-and-port-dependent mappings facing each other make a new mapping for every triggered check,
+        // each of which the other side would learn and check again: a bounded number of learnt candidates keeps
+        // that chain from crowding the relayed pairs out of the checklist.
+        const learnt = g.learnt.get(base.key) ?? 0
+        if (learnt >= maxPeerReflexive) return
+        g.learnt.set(base.key, learnt + 1)
+        remote = IceCandidate.make({
+          type: "prflx",
+          address: from.ip,
+          port: from.port,
+          component,
+          priority,
+          baseAddress: from.ip
+        })
+        g.remotes.set(fromKey, remote)
+        g.list = IceChecklist.addRemote(g.list, remote)
+      }
+      const local = g.baseLocal.get(base.key)
+      if (local === undefined) return refresh(g)
+      const id = IceChecklist.pairId(local, remote)
+      const pair = IceChecklist.find(g.list, id)
+      if (Option.isNone(pair)) return refresh(g)
+      const useCandidate = !controlling && StunMessage.has(message, "UseCandidate")
+      // §7.3.1.4 triggered check.
+      const pairState = pair.value.state
+      if (pairState === "succeeded") {
+        if (useCandidate) g.list = IceChecklist.nominate(g.list, g.validOf.get(id) ?? id)
+      } else {
+        if (useCandidate) g.nominateOnSuccess.add(id)
+        if (pairState !== "in-progress") {
+          g.list = IceChecklist.setState(g.list, id, "waiting")
+          if (!g.triggered.some((t) => t.id === id)) g.triggered.push({ id, useCandidate: false })
+        }
+      }
+      return refresh(g)
+    }
+
+    const onOther = (g: Generation) => (data: Uint8Array, from: SocketAddress) => {
+      if (PacketDemux.classifyPacket(data) === PacketDemux.PacketKind.Stun) return
+      if (!g.remotes.has(addressKey(from.ip, from.port))) return
+      mailbox.unsafeOffer(data)
+    }
+
+    // -------------------------------------------------------------------------------------------------------------
+    // Selected pair upkeep: keepalives and consent (RFC 8445 §11, RFC 7675)
+    // -------------------------------------------------------------------------------------------------------------
+
+    const consentCheck = (r: Route): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const remote = r.gen.remote
+        const remoteKey = r.gen.remoteKey
+        if (remote === undefined || remoteKey === undefined) return
+        counters.consentChecks++
+        Metrics.increment(Metrics.iceChecks, consentLabels)
+        r.lastSent = now()
+        const result = yield* Effect.either(r.base.client.request(r.remote, {
+          method: StunMessage.StunMethod.Binding,
+          attributes: [StunAttribute.priority(prflxPriority(r.pair.local.candidate)), roleAttribute(controlling)]
+        }, { credentials: StunTransaction.shortTerm(`${remote.ufrag}:${r.gen.local.ufrag}`, remoteKey) }))
+        const ok = result._tag === "Right"
+          ? TransportAddress.equals(result.right.from, r.remote)
+          : result.left._tag === "StunErrorResponse" && result.left.code === 487
+        if (!ok || r.expired) return
+        r.lastConsent = now()
+        r.answered = true
+        if (route === r) {
+          const s = yield* SubscriptionRef.get(state)
+          if (s === "disconnected" || s === "checking" || s === "new") yield* setState(connectedState(r.gen))
+        }
+      })
+
+    const consentLoop = (r: Route): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const inflight = yield* FiberHandle.make<void, never>()
+        while (!r.expired) {
+          const wait = yield* Random.nextIntBetween(Math.round(consentMs * 0.8), Math.round(consentMs * 1.2) + 1)
+          yield* Effect.sleep(Duration.millis(wait))
+          if (!r.answered && route === r) {
+            const s = yield* SubscriptionRef.get(state)
+            if (s === "connected" || s === "completed") yield* setState("disconnected")
+          }
+          r.answered = false
+          yield* FiberHandle.run(inflight, consentCheck(r))
+        }
+      }).pipe(Effect.scoped)
+
+    const expiryWatch = (r: Route): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        while (true) {
+          const left = r.lastConsent + consentExpiryMs - now()
+          if (left <= 0) break
+          yield* Effect.sleep(Duration.millis(left))
+        }
+        r.expired = true
+        if (route === r) {
+          yield* failWith(new ConsentExpired({ pair: r.pair.id, lastConsentAt: r.lastConsent }))
+        }
+      })
+
+    const keepaliveLoop = (r: Route): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        while (!r.expired) {
+          const left = r.lastSent + keepaliveMs - now()
+          if (left > 0) {
+            yield* Effect.sleep(Duration.millis(left))
+            continue
+          }
+          r.lastSent = now()
+          counters.keepalives++
+          yield* Effect.ignore(r.base.client.indication(r.remote, { method: StunMessage.StunMethod.Binding }))
+        }
+      })
+
+    const maintain = (r: Route): Effect.Effect<void> =>
+      options.consent === false
+        ? keepaliveLoop(r)
+        : Effect.race(Effect.all([consentLoop(r), keepaliveLoop(r)], { concurrency: 2, discard: true }), expiryWatch(r))
+
+    // -------------------------------------------------------------------------------------------------------------
+    // Generations (the first one, and one per restart)
+    // -------------------------------------------------------------------------------------------------------------
+
+    const onGathered = (g: Generation, item: IceGatherer.Gathered): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const { base, local } = item
+        if (!g.bases.has(base.key)) {
+          g.bases.set(base.key, base)
+          base.route({
+            onRequest: onRequest(g, base),
+            onOther: onOther(g)
+          })
+        }
+        if (local.candidate.type === "host" || local.candidate.type === "relay") g.baseLocal.set(base.key, local)
+        g.locals.push(local)
+        g.list = IceChecklist.addLocal(g.list, local)
+        return Effect.zipRight(
+          emit({ _tag: "Candidate", candidate: local.candidate, ufrag: g.local.ufrag }),
+          refresh(g)
+        )
+      })
+
+    const newGeneration = (credentials: Credentials): Effect.Effect<Generation> =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.fork(agentScope, ExecutionStrategy.sequential)
+        const g: Generation = {
+          local: credentials,
+          localKey: keyOf(credentials.pwd),
+          remote: undefined,
+          remoteKey: undefined,
+          remoteEnd: false,
+          gatheringComplete: false,
+          gatheringState: "new",
+          list: IceChecklist.empty({ controlling, maxPairs: options.maxPairs ?? IceChecklist.defaultMaxPairs }),
+          scope,
+          bases: new Map(),
+          baseLocal: new Map(),
+          locals: [],
+          remotes: new Map(),
+          pending: [],
+          triggered: [],
+          validOf: new Map(),
+          validLocal: new Map(),
+          nominateOnSuccess: new Set(),
+          nominating: undefined,
+          learnt: new Map(),
+          firstValidAt: undefined,
+          started: false,
+          done: false,
+          reported: false,
+          checks: undefined
+        }
+        g.checks = yield* Scope.extend(FiberMap.make<string>(), scope)
+        yield* emit({ _tag: "Credentials", credentials })
+        const gatherer = yield* Scope.extend(IceGatherer.make(options), scope).pipe(Effect.provide(context))
+        g.gatheringState = "gathering"
+        yield* Effect.forkIn(
+          Effect.gen(function*() {
+            yield* Stream.runForEach(gatherer.candidates, (item) => onGathered(g, item))
+            g.gatheringComplete = true
+            g.gatheringState = "complete"
+            yield* emit({ _tag: "EndOfCandidates", ufrag: g.local.ufrag })
+            yield* refresh(g)
+          }),
+          scope
+        )
+        return g
+      })
+
+    const addRemoteNow = (g: Generation, candidate: IceCandidate.Candidate): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (candidate.transport !== "udp" || candidate.component !== component) return Effect.void
+        if (IceCandidate.isMdns(candidate)) {
+          return Effect.logDebug(`ICE agent: mDNS candidate ${candidate.address} ignored (no resolver)`)
+        }
+        const k = addressKey(candidate.address, candidate.port)
+        if (g.remotes.has(k)) return Effect.void
+        g.remotes.set(k, candidate)
+        g.list = IceChecklist.addRemote(g.list, candidate)
+        return refresh(g)
+      })
+
+    const restartNow = Effect.gen(function*() {
+      let credentials = yield* generateCredentials
+      while (credentials.ufrag === current.local.ufrag) credentials = yield* generateCredentials
+      const old = current
+      if (route !== undefined && route.gen === old && !route.expired) {
+        if (previous !== undefined) {
+          previous.done = true
+          yield* FiberSet.run(background, Scope.close(previous.scope, Exit.void))
+        }
+        previous = old
+        old.done = true
+        if (old.checks !== undefined) yield* FiberMap.clear(old.checks)
+      } else {
+        old.done = true
+        yield* FiberSet.run(background, Scope.close(old.scope, Exit.void))
+      }
+      // `done` keeps the old generation's checks and bookkeeping quiet; its bases still answer checks (consent) and
+      // carry data until the new generation selects a pair.
+      failure = undefined
+      current = yield* newGeneration(credentials)
+      const s = yield* SubscriptionRef.get(state)
+      if (s === "failed" || s === "disconnected" || route === undefined || route.expired) yield* setState("checking")
+      yield* Effect.logDebug(`ICE agent: restart, new ufrag ${credentials.ufrag}`)
+      return credentials
+    })
+
+    // The old generation's bases still answer with their own credentials while it carries data: `onRequest` is
+    // bound to its generation, and `done` only stops learning and triggered checks there.
+
+    current = yield* newGeneration(firstCredentials)
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        route = undefined
+        return Effect.zipRight(SubscriptionRef.set(state, "closed"), mailbox.shutdown)
+      })
+    )
+
+    // The pacing loop: one check slot every Ta while there is work; asleep on the latch otherwise (any change to
+    // the checklist opens it), never two slots less than Ta apart.
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      while (true) {
+        yield* pacing.await
+        pacing.unsafeClose()
+        const wait = lastSlot + taMillis - now()
+        if (wait > 0) yield* Effect.sleep(Duration.millis(wait))
+        yield* Effect.repeat(
+          Effect.tap(tick, () => {
+            lastSlot = now()
+          }),
+          { schedule: Schedule.spaced(ta), while: (busy) => busy }
+        )
+      }
+    }))
+
+    if (options.failAfter !== undefined) {
+      const limit = options.failAfter
+      yield* Effect.forkScoped(Effect.gen(function*() {
+        yield* Effect.sleep(limit)
+        if (route === undefined && failure === undefined) {
+          yield* failWith(new IceFailed({ pairs: pairFailures(current), reason: "Timeout" }))
+        }
+      }))
+    }
+
+    const addRemoteCredentials = (credentials: Credentials): Effect.Effect<void, InvalidCredentials> =>
+      Effect.gen(function*() {
+        const invalidRemote = validateCredentials(credentials)
+        if (Option.isSome(invalidRemote)) return yield* Effect.fail(invalidRemote.value)
+        const known = current.remote
+        if (known !== undefined && known.ufrag === credentials.ufrag && known.pwd === credentials.pwd) return
+        if (known !== undefined) yield* restartNow
+        const g = current
+        g.remote = credentials
+        g.remoteKey = keyOf(credentials.pwd)
+        const waiting = g.pending.splice(0).filter((p) => p.ufrag === credentials.ufrag)
+        for (const p of waiting) yield* addRemoteNow(g, p.candidate)
+        yield* refresh(g)
+      })
+
+    const addRemoteCandidate = (candidate: IceCandidate.Candidate, ufrag?: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const g = current
+        if (ufrag !== undefined) {
+          if (g.remote === undefined) {
+            g.pending.push({ candidate, ufrag })
+            return Effect.void
+          }
+          if (g.remote.ufrag !== ufrag) return Effect.void
+        }
+        return addRemoteNow(g, candidate)
+      })
+
+    const endOfRemoteCandidates = Effect.suspend(() => {
+      current.remoteEnd = true
+      return refresh(current)
+    })
+
+    const connected: Effect.Effect<SelectedPair, IceFailed | ConsentExpired> = selectedPair.changes.pipe(
+      Stream.zipLatest(state.changes),
+      Stream.filter(([, s]) => s === "connected" || s === "completed" || s === "failed" || s === "closed"),
+      Stream.runHead,
+      Effect.flatMap((head) => {
+        if (Option.isSome(head)) {
+          const [pair, s] = head.value
+          if ((s === "connected" || s === "completed") && Option.isSome(pair)) return Effect.succeed(pair.value)
+        }
+        return Effect.fail(failure ?? new IceFailed({ pairs: [], reason: "AllPairsFailed" }))
+      })
+    )
+
+    const localCandidates = Stream.suspend(() => {
+      let seen = 0
+      return events.changes.pipe(Stream.mapConcat((all) => {
+        const fresh = all.slice(seen)
+        seen = all.length
+        return fresh
+      }))
+    })
+
+    const agent: IceAgent = {
+      localCredentials: Effect.sync(() => current.local),
+      role: Effect.sync(() => controlling ? "controlling" : "controlled"),
+      tieBreaker,
+      addRemoteCredentials,
+      addRemoteCandidate,
+      endOfRemoteCandidates,
+      receive: (event) =>
+        event._tag === "Credentials"
+          ? addRemoteCredentials(event.credentials)
+          : event._tag === "Candidate"
+          ? addRemoteCandidate(event.candidate, event.ufrag)
+          : Effect.suspend(() => current.remote?.ufrag === event.ufrag ? endOfRemoteCandidates : Effect.void),
+      localCandidates,
+      gatheringState: Effect.sync(() => current.gatheringState),
+      state,
+      selectedPair,
+      connected,
+      failure: Effect.sync(() => Option.fromNullable(failure)),
+      pairs: Effect.sync(() => current.list.pairs),
+      send: (data) =>
+        Effect.suspend((): Effect.Effect<void, NotConnected | ConsentExpired | Network.NetworkError> => {
+          const r = route
+          if (r === undefined) {
+            return Effect.flatMap(SubscriptionRef.get(state), (s) => Effect.fail(new NotConnected({ state: s })))
+          }
+          if (r.expired) return Effect.fail(new ConsentExpired({ pair: r.pair.id, lastConsentAt: r.lastConsent }))
+          r.lastSent = now()
+          return r.base.send(data, r.remote)
+        }),
+      data: Mailbox.toStream(mailbox),
+      restart: Effect.withSpan(restartNow, "IceAgent.restart", { captureStackTrace: false }),
+      stats: Effect.sync(() => ({ ...counters, connectedAfterMs: connectedAt }))
+    }
+    return agent
+  }).pipe(Effect.withSpan("IceAgent.make", { captureStackTrace: false }))
+
+/**
+ * Connects two agents' signalling directly (each one's {@link IceAgent.localCandidates} into the other's
+ * {@link IceAgent.receive}), in fibers of the caller's scope: what an application does over its signalling channel.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const pipeSignalling = (a: IceAgent, b: IceAgent): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.asVoid(Effect.all([
+    Effect.forkScoped(Stream.runForEach(a.localCandidates, (e) => Effect.ignore(b.receive(e)))),
+    Effect.forkScoped(Stream.runForEach(b.localCandidates, (e) => Effect.ignore(a.receive(e))))
+  ]))
