@@ -48,6 +48,21 @@
  *   generation's sockets and allocations are released. A change of the remote credentials restarts too.
  * - Data: `send` sends on the selected pair; what arrives on any base that is not STUN (RFC 7983 first-byte
  *   demultiplexing, `PacketDemux`) from a known remote goes, in plain code, to a bounded `Mailbox` read as `data`.
+ * - ICE-lite (RFC 8445 §2.5, the `lite` option): host candidates only; always controlled (§6.1.1: a request
+ *   carrying ICE-CONTROLLED is answered 487 whatever the tie-breakers, so the full peer takes the controlling role);
+ *   no checks of its own, no triggered checks, no consent checks or keepalives (it answers the peer's, RFC 7675
+ *   §5.2); a request it answers makes its pair valid (§7.3.2), and USE-CANDIDATE nominates it, so the pair the full
+ *   peer nominates is selected (§8.2). Its `Credentials` event carries `lite: true` (`a=ice-lite`, RFC 8839 §5.3);
+ *   a full agent given that (`receive`, or `addRemoteCredentials(credentials, { lite: true })`) becomes
+ *   controlling (§6.1.1). Two lite agents are left to the application (neither would check).
+ * - UDP mux (the `mux` option, `IceUdpMux`): the shared socket is the agent's only host base, registered under each
+ *   generation's ufrag (8 ice-chars when generated) and released with the generation.
+ * - ICE-TCP (RFC 6544, gatherer option `transports: ["udp", "tcp"]`): TCP host candidates, passive (listening) and
+ *   active (port 9); remote TCP candidates are accepted when the agent gathers TCP. A check on an active local
+ *   candidate first opens the connection (`Base.prepare`); a passive local candidate never checks an active remote
+ *   one (the pair fails at once: only the peer can connect, §6.2); a request arriving on an accepted connection
+ *   teaches a peer-reflexive active remote candidate whose pair is checked back over that connection. Checks and
+ *   data are RFC 4571-framed on the connection.
  *
  * Closing the agent's scope interrupts every fiber, closes every socket and releases every TURN allocation.
  *
@@ -74,6 +89,7 @@ import {
 import * as IceCandidate from "./IceCandidate.js"
 import * as IceChecklist from "./IceChecklist.js"
 import * as IceGatherer from "./IceGatherer.js"
+import type * as IceUdpMux from "./IceUdpMux.js"
 import * as Metrics from "./Metrics.js"
 import type * as Network from "./Network.js"
 import * as PacketDemux from "./PacketDemux.js"
@@ -189,7 +205,12 @@ export interface Credentials {
  * @category models
  */
 export type LocalEvent =
-  | { readonly _tag: "Credentials"; readonly credentials: Credentials }
+  | {
+    readonly _tag: "Credentials"
+    readonly credentials: Credentials
+    /** The agent is an ICE-lite implementation (RFC 8445 §2.5; `a=ice-lite` in SDP, RFC 8839 §5.3). */
+    readonly lite?: boolean | undefined
+  }
   | { readonly _tag: "Candidate"; readonly candidate: IceCandidate.Candidate; readonly ufrag: string }
   | { readonly _tag: "EndOfCandidates"; readonly ufrag: string }
 
@@ -304,6 +325,30 @@ export interface Options extends IceGatherer.Options {
   readonly dataCapacity?: number | undefined
   /** The most pairs of a checklist (default 100). */
   readonly maxPairs?: number | undefined
+  /**
+   * Run as an ICE-lite agent (RFC 8445 §2.5): host candidates only, always controlled (§6.1.1), no checks of its
+   * own; it answers checks (§7.3), and the pair the full peer nominates with USE-CANDIDATE is selected (§8.2).
+   */
+  readonly lite?: boolean | undefined
+  /**
+   * Gather on a shared UDP socket ({@link IceUdpMux.IceUdpMux}) instead of binding host sockets: the mux's socket is
+   * the agent's only host base (server-reflexive and relayed candidates are gathered as usual).
+   */
+  readonly mux?: IceUdpMux.IceUdpMux | undefined
+}
+
+/**
+ * What the agent knows of the remote agent besides its credentials.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RemoteOptions {
+  /**
+   * The remote agent is ICE-lite (`a=ice-lite`, RFC 8839 §5.3): a full agent takes the controlling role (RFC 8445
+   * §6.1.1) for this and every later generation.
+   */
+  readonly lite?: boolean | undefined
 }
 
 /**
@@ -337,8 +382,16 @@ export interface IceAgent {
   /** The current role. */
   readonly role: Effect.Effect<Role>
   readonly tieBreaker: bigint
-  /** Sets the remote credentials; different ones from those known start a restart (RFC 8445 §9). */
-  readonly addRemoteCredentials: (credentials: Credentials) => Effect.Effect<void, InvalidCredentials>
+  /** This agent is ICE-lite (the `lite` option). */
+  readonly lite: boolean
+  /**
+   * Sets the remote credentials; different ones from those known start a restart (RFC 8445 §9). With `lite`, the
+   * remote agent is ICE-lite: a full agent becomes controlling (RFC 8445 §6.1.1).
+   */
+  readonly addRemoteCredentials: (
+    credentials: Credentials,
+    options?: RemoteOptions
+  ) => Effect.Effect<void, InvalidCredentials>
   /**
    * Adds a remote candidate (trickle). With `ufrag`, a candidate of another generation than the current remote one
    * is ignored (one of a generation whose credentials have not arrived yet is kept until they do).
@@ -499,7 +552,12 @@ interface Route {
   expired: boolean
 }
 
-const addressKey = (ip: string, port: number) => `${ip}|${port}`
+/** A remote candidate's key: its address, and `tcp|` before it for an ICE-TCP one. */
+const remoteKey = (transport: IceCandidate.CandidateTransport | undefined, ip: string, port: number) =>
+  transport === "tcp" ? `tcp|${ip}|${port}` : `${ip}|${port}`
+/** The kind a peer's candidate has, seen from a local TCP base of this kind (RFC 6544 §7.2). */
+const oppositeTcpType = (tcpType: IceCandidate.TcpType | undefined): IceCandidate.TcpType =>
+  tcpType === "passive" ? "active" : tcpType === "active" ? "passive" : "so"
 
 const ordinaryLabels = [Metrics.label("kind", "ordinary")]
 const triggeredLabels = [Metrics.label("kind", "triggered")]
@@ -566,11 +624,23 @@ export const make = (
     const component = options.component ?? 1
     const context = yield* Effect.context<Network.Network>()
 
-    let controlling = options.role !== undefined ? options.role === "controlling" : options.controlling ?? true
+    const lite = options.lite === true
+    const tcpEnabled = (options.transports ?? ["udp"]).includes("tcp")
+    // On a mux the ufrag is the routing key: 8 ice-chars (48 bits) keep thousands of agents apart.
+    const newCredentials = options.mux === undefined
+      ? generateCredentials
+      : Effect.all({ ufrag: randomString(8), pwd: randomString(22) })
+    // §6.1.1: a lite agent is always controlled (both lite is left to the application: neither checks).
+    let controlling = lite
+      ? false
+      : options.role !== undefined
+      ? options.role === "controlling"
+      : options.controlling ?? true
+    let remoteLite = false
     const tieBreaker = options.tieBreaker ?? (yield* generateTieBreaker)
     const firstCredentials = options.ufrag !== undefined && options.pwd !== undefined
       ? { ufrag: options.ufrag, pwd: options.pwd }
-      : yield* generateCredentials
+      : yield* newCredentials
     const invalid = validateCredentials(firstCredentials)
     if (Option.isSome(invalid)) return yield* Effect.fail(invalid.value)
 
@@ -739,7 +809,15 @@ export const make = (
         const target = remoteAddress(pair.remote)
         const prepared = yield* Effect.either(base.prepare(target))
         if (prepared._tag === "Left") {
-          failPair(g, pair.id, `TURN: ${prepared.left.message}`)
+          failPair(
+            g,
+            pair.id,
+            base.tcpType === "passive"
+              ? "passive: the peer has not connected, RFC 6544 §6.2"
+              : base.transport === "tcp"
+              ? `TCP: ${prepared.left.message}`
+              : `TURN: ${prepared.left.message}`
+          )
           return yield* refresh(g)
         }
         const sentControlling = controlling
@@ -798,7 +876,10 @@ export const make = (
             priority: prflxPriority(pair.local.candidate),
             baseAddress: pair.local.base.address,
             relatedAddress: pair.local.base.address,
-            relatedPort: pair.local.base.port
+            relatedPort: pair.local.base.port,
+            ...(pair.local.candidate.transport === "tcp"
+              ? { transport: "tcp", tcpType: pair.local.candidate.tcpType }
+              : {})
           })
           validLocal = { candidate, baseKey: pair.local.baseKey, base: pair.local.base }
           g.locals.push(validLocal)
@@ -847,7 +928,7 @@ export const make = (
      */
     const tick: Effect.Effect<boolean> = Effect.suspend(() => {
       const g = current
-      if (closed || g.done || g.remote === undefined || failure !== undefined) return Effect.succeed(false)
+      if (lite || closed || g.done || g.remote === undefined || failure !== undefined) return Effect.succeed(false)
       maybeNominate(g)
       while (g.triggered.length > 0) {
         const next = g.triggered.shift()!
@@ -925,7 +1006,8 @@ export const make = (
         }
         switchRole(false)
       } else if (!controlling && theirControlled !== undefined) {
-        if (tieBreaker >= theirControlled.tieBreaker) {
+        // A lite agent never takes the controlling role (§6.1.1): the full peer must.
+        if (!lite && tieBreaker >= theirControlled.tieBreaker) {
           switchRole(true)
         } else {
           Metrics.increment(Metrics.iceChecksAnswered, answered487)
@@ -937,7 +1019,7 @@ export const make = (
       Metrics.increment(Metrics.iceChecksAnswered, answeredSuccess)
       if (g.done || g !== current) return
       // §7.3.1.3: a source we do not know is a peer-reflexive remote candidate.
-      const fromKey = addressKey(from.ip, from.port)
+      const fromKey = remoteKey(base.transport, from.ip, from.port)
       let remote = g.remotes.get(fromKey)
       if (remote === undefined) {
         // Two address-and-port-dependent mappings facing each other make a new mapping for every triggered check,
@@ -952,7 +1034,8 @@ export const make = (
           port: from.port,
           component,
           priority,
-          baseAddress: from.ip
+          baseAddress: from.ip,
+          ...(base.transport === "tcp" ? { transport: "tcp", tcpType: oppositeTcpType(base.tcpType) } : {})
         })
         g.remotes.set(fromKey, remote)
         g.list = IceChecklist.addRemote(g.list, remote)
@@ -963,6 +1046,23 @@ export const make = (
       const pair = IceChecklist.find(g.list, id)
       if (Option.isNone(pair)) return refresh(g)
       const useCandidate = !controlling && StunMessage.has(message, "UseCandidate")
+      if (lite) {
+        // §7.3.2 (lite): no triggered check; the pair the request came on is valid, and nominated (so selected,
+        // §8.2) when the request carried USE-CANDIDATE.
+        let validId = g.validOf.get(id)
+        if (validId === undefined) {
+          g.list = IceChecklist.setState(g.list, id, "succeeded")
+          const [list, added] = IceChecklist.addValid(g.list, local, remote, { nominated: useCandidate })
+          g.list = list
+          validId = added
+          g.validOf.set(id, added)
+          g.validLocal.set(added, local.candidate)
+        }
+        if (useCandidate) g.list = IceChecklist.nominate(g.list, validId)
+        g.started = true
+        g.firstValidAt ??= now()
+        return refresh(g)
+      }
       // §7.3.1.4 triggered check.
       const pairState = pair.value.state
       if (pairState === "succeeded") {
@@ -977,9 +1077,9 @@ export const make = (
       return refresh(g)
     }
 
-    const onOther = (g: Generation) => (data: Uint8Array, from: SocketAddress) => {
+    const onOther = (g: Generation, base: IceGatherer.Base) => (data: Uint8Array, from: SocketAddress) => {
       if (PacketDemux.classifyPacket(data) === PacketDemux.PacketKind.Stun) return
-      if (!g.remotes.has(addressKey(from.ip, from.port))) return
+      if (!g.remotes.has(remoteKey(base.transport, from.ip, from.port))) return
       mailbox.unsafeOffer(data)
     }
 
@@ -1053,8 +1153,11 @@ export const make = (
         }
       })
 
+    // A lite agent only answers (RFC 7675 §5.2 lets it answer consent checks without sending its own).
     const maintain = (r: Route): Effect.Effect<void> =>
-      options.consent === false
+      lite
+        ? Effect.void
+        : options.consent === false
         ? keepaliveLoop(r)
         : Effect.race(Effect.all([consentLoop(r), keepaliveLoop(r)], { concurrency: 2, discard: true }), expiryWatch(r))
 
@@ -1069,7 +1172,7 @@ export const make = (
           g.bases.set(base.key, base)
           base.route({
             onRequest: onRequest(g, base),
-            onOther: onOther(g)
+            onOther: onOther(g, base)
           })
         }
         if (local.candidate.type === "host" || local.candidate.type === "relay") g.baseLocal.set(base.key, local)
@@ -1112,8 +1215,20 @@ export const make = (
           checks: undefined
         }
         g.checks = yield* Scope.extend(FiberMap.make<string>(), scope)
-        yield* emit({ _tag: "Credentials", credentials })
-        const gatherer = yield* Scope.extend(IceGatherer.make(options), scope).pipe(Effect.provide(context))
+        yield* emit(lite ? { _tag: "Credentials", credentials, lite } : { _tag: "Credentials", credentials })
+        const hostBases = options.mux === undefined
+          ? undefined
+          : yield* Scope.extend(options.mux.base(credentials.ufrag), scope).pipe(
+            Effect.map((base) => [base]),
+            Effect.catchAll((error) => Effect.as(Effect.logWarning(`ICE agent: ${error.message}`), []))
+          )
+        // A lite agent gathers host candidates only (RFC 8445 §2.5).
+        const gatherOptions: IceGatherer.Options = {
+          ...options,
+          ...(lite ? { stunServers: [], turnServers: [] } : {}),
+          ...(hostBases === undefined ? {} : { hostBases })
+        }
+        const gatherer = yield* Scope.extend(IceGatherer.make(gatherOptions), scope).pipe(Effect.provide(context))
         g.gatheringState = "gathering"
         yield* Effect.forkIn(
           Effect.gen(function*() {
@@ -1130,11 +1245,12 @@ export const make = (
 
     const addRemoteNow = (g: Generation, candidate: IceCandidate.Candidate): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (candidate.transport !== "udp" || candidate.component !== component) return Effect.void
+        if (candidate.component !== component) return Effect.void
+        if (candidate.transport === "tcp" ? !tcpEnabled : candidate.transport !== "udp") return Effect.void
         if (IceCandidate.isMdns(candidate)) {
           return Effect.logDebug(`ICE agent: mDNS candidate ${candidate.address} ignored (no resolver)`)
         }
-        const k = addressKey(candidate.address, candidate.port)
+        const k = remoteKey(candidate.transport, candidate.address, candidate.port)
         if (g.remotes.has(k)) return Effect.void
         g.remotes.set(k, candidate)
         g.list = IceChecklist.addRemote(g.list, candidate)
@@ -1142,8 +1258,8 @@ export const make = (
       })
 
     const restartNow = Effect.gen(function*() {
-      let credentials = yield* generateCredentials
-      while (credentials.ufrag === current.local.ufrag) credentials = yield* generateCredentials
+      let credentials = yield* newCredentials
+      while (credentials.ufrag === current.local.ufrag) credentials = yield* newCredentials
       const old = current
       if (route !== undefined && route.gen === old && !route.expired) {
         if (previous !== undefined) {
@@ -1206,10 +1322,18 @@ export const make = (
       }))
     }
 
-    const addRemoteCredentials = (credentials: Credentials): Effect.Effect<void, InvalidCredentials> =>
+    const addRemoteCredentials = (
+      credentials: Credentials,
+      remoteOptions?: RemoteOptions
+    ): Effect.Effect<void, InvalidCredentials> =>
       Effect.gen(function*() {
         const invalidRemote = validateCredentials(credentials)
         if (Option.isSome(invalidRemote)) return yield* Effect.fail(invalidRemote.value)
+        if (remoteOptions?.lite === true && !remoteLite) {
+          remoteLite = true
+          // §6.1.1: a full agent facing a lite one is controlling.
+          if (!lite) switchRole(true)
+        }
         const known = current.remote
         if (known !== undefined && known.ufrag === credentials.ufrag && known.pwd === credentials.pwd) return
         if (known !== undefined) yield* restartNow
@@ -1265,12 +1389,13 @@ export const make = (
       localCredentials: Effect.sync(() => current.local),
       role: Effect.sync(() => controlling ? "controlling" : "controlled"),
       tieBreaker,
+      lite,
       addRemoteCredentials,
       addRemoteCandidate,
       endOfRemoteCandidates,
       receive: (event) =>
         event._tag === "Credentials"
-          ? addRemoteCredentials(event.credentials)
+          ? addRemoteCredentials(event.credentials, event.lite === true ? { lite: true } : undefined)
           : event._tag === "Candidate"
           ? addRemoteCandidate(event.candidate, event.ufrag)
           : Effect.suspend(() => current.remote?.ufrag === event.ufrag ? endOfRemoteCandidates : Effect.void),

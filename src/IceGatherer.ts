@@ -16,6 +16,14 @@
  *   The allocation lives in the gatherer's scope: closing it releases the allocation (Refresh with LIFETIME 0).
  * - Servers come as addresses, or from WebRTC's `iceServers` and `iceTransportPolicy` ({@link fromIceServers}, RFC 7064
  *   and RFC 7065 URIs).
+ * - ICE-TCP host candidates (RFC 6544 §5.1, `transports: ["udp", "tcp"]`, default UDP only): per interface address a
+ *   passive candidate (a listening socket) and an active one (port 9, as browsers write it, connecting out per
+ *   check); no server-reflexive or simultaneous-open TCP candidates. Priority (§4.2): the RFC's local preference
+ *   formula `2^13 × direction-pref + other-pref` with its recommended direction preferences for host candidates
+ *   (active 6, passive 4, so 2) and other-pref 8191 − 256 × interface index; type preference 90 ({@link
+ *   tcpHostTypePreference}), so TCP pairs rank below UDP pairs (§4.2 recommends preferring UDP). Each TCP base
+ *   frames STUN and data with RFC 4571 ({@link tcpBase}).
+ * - Host bases made elsewhere (`hostBases`, as `IceUdpMux` gives) replace binding host sockets.
  * - Priorities and foundations come from `IceCandidate.priority`/`IceCandidate.foundation` (§5.1.2, §5.1.1.3),
  *   with a local preference that orders interfaces as the host lists them (IPv6 first, RFC 8421 style).
  *
@@ -29,12 +37,12 @@
  *
  * @since 0.1.0
  */
-import type { Scope } from "effect"
-import { Effect, Either, FiberSet, Option, Stream, SubscriptionRef } from "effect"
+import { Effect, Either, FiberSet, Option, Scope, Stream, SubscriptionRef } from "effect"
 import * as IceCandidate from "./IceCandidate.js"
 import type * as IceChecklist from "./IceChecklist.js"
 import * as IceServer from "./IceServer.js"
 import * as Network from "./Network.js"
+import * as StreamFraming from "./StreamFraming.js"
 import * as StunMessage from "./StunMessage.js"
 import * as StunTransaction from "./StunTransaction.js"
 import type { Family, SocketAddress } from "./TransportAddress.js"
@@ -93,6 +101,16 @@ export interface Options {
   readonly host?: boolean | undefined
   /** The component (default 1). */
   readonly component?: number | undefined
+  /**
+   * Host bases made elsewhere (a shared socket, `IceUdpMux`): when given, no host socket is bound and these are the
+   * host candidates, in this order of preference (server-reflexive candidates are learnt on them as usual).
+   */
+  readonly hostBases?: ReadonlyArray<Base> | undefined
+  /**
+   * The transports of host candidates (default `["udp"]`). With `"tcp"`, each interface address also gets ICE-TCP
+   * host candidates (RFC 6544): a passive one (a listening socket) and an active one (port 9, connecting out).
+   */
+  readonly transports?: ReadonlyArray<"udp" | "tcp"> | undefined
 }
 
 /**
@@ -103,9 +121,16 @@ export interface Options {
  * @category models
  */
 export interface Base {
-  /** The base's identity (`IceChecklist.LocalCandidate.baseKey`): `udp|<ip>|<port>` or `relay|<ip>|<port>`. */
+  /**
+   * The base's identity (`IceChecklist.LocalCandidate.baseKey`): `udp|<ip>|<port>`, `relay|<ip>|<port>` or
+   * `tcp|<ip>|<port>|<tcptype>`.
+   */
   readonly key: string
   readonly type: "host" | "relay"
+  /** The transport of the base's candidates (`tcp` for an ICE-TCP base, RFC 6544). */
+  readonly transport?: "udp" | "tcp" | undefined
+  /** The ICE-TCP candidate kind of a TCP base. */
+  readonly tcpType?: IceCandidate.TcpType | undefined
   /** The host socket's address, or the relayed address. */
   readonly address: SocketAddress
   /** The STUN transaction client on this base (the gatherer's Binding and the agent's checks share it). */
@@ -224,6 +249,142 @@ export const hostBase = (socket: Network.DatagramSocket): Effect.Effect<Base> =>
         router.handlers = handlers
       },
       allocation: undefined
+    }
+  })
+
+/**
+ * The key of an ICE-TCP host base (`tcp|<ip>|<port>|<tcptype>`).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tcpBaseKey = (address: SocketAddress, tcpType: IceCandidate.TcpType): string =>
+  `tcp|${address.ip}|${address.port}|${tcpType}`
+
+/**
+ * The type preference of an ICE-TCP host candidate: 90, below UDP's host (126), peer-reflexive (110) and
+ * server-reflexive (100), so every TCP pair ranks below a UDP pair of the same kinds (RFC 6544 §4.2 recommends
+ * preferring UDP and leaves the value to the agent; 90 is what browsers use).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const tcpHostTypePreference = 90
+
+/**
+ * The RFC 6544 §4.2 local preference of an ICE-TCP candidate: `2^13 × direction-pref + other-pref`, with the
+ * direction preferences the RFC recommends for a directly reachable (host) candidate: active 6, passive 4, so 2
+ * (other-pref 0–8191 orders interfaces).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tcpLocalPreference = (tcpType: IceCandidate.TcpType, otherPref: number): number =>
+  (tcpType === "active" ? 6 : tcpType === "passive" ? 4 : 2) * 0x2000 + Math.max(0, Math.min(8191, otherPref))
+
+/**
+ * An ICE-TCP host base (RFC 6544): the connections of one local TCP candidate, each framed with RFC 4571 (a 2-byte
+ * length before every STUN message or data packet), seen as one datagram socket keyed by the peer's address.
+ * An active base opens a connection on {@link Base.prepare} (the first check to a passive peer); a passive base
+ * accepts them (`accept`, from the listener) and cannot open one, so `prepare` fails until the peer has connected.
+ * STUN over it runs with the UDP client (a retransmission on a reliable stream is a duplicate the peer answers
+ * again).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tcpBase = (
+  address: SocketAddress,
+  tcpType: IceCandidate.TcpType
+): Effect.Effect<
+  Base & { readonly accept: (socket: Network.StreamSocket) => Effect.Effect<void> },
+  never,
+  Network.Network | Scope.Scope
+> =>
+  Effect.gen(function*() {
+    const network = yield* Network.Network
+    const scope = yield* Effect.scope
+    const connections = new Map<string, Network.StreamSocket>()
+    let reader: Network.DatagramHandler | undefined
+    let failures = 0
+    const keyOf = (a: SocketAddress) => `${a.ip}|${a.port}`
+    const noConnection = (to: SocketAddress) =>
+      new Network.NetworkError({ reason: "Closed", operation: "send", address: TransportAddress.format(to) })
+
+    /**
+     * Registers a connection at once (so a send to its peer finds it), and returns the effect that serves it until
+     * it ends: RFC 4571 deframing into the base's reader.
+     */
+    const attach = (socket: Network.StreamSocket): Effect.Effect<void> => {
+      const from = plain(socket.remote)
+      const key = keyOf(from)
+      connections.set(key, socket)
+      return Effect.gen(function*() {
+        const deframer = StreamFraming.makeRfc4571Deframer()
+        let effects: Array<Effect.Effect<void>> | undefined
+        const onFrame = (frame: Uint8Array) => {
+          const effect = reader?.(frame, from)
+          if (effect !== undefined) (effects ??= []).push(effect)
+        }
+        yield* socket.setHandler((chunk) => {
+          effects = undefined
+          if (Either.isLeft(deframer.push(chunk, onFrame))) return socket.close
+          const pending = effects as Array<Effect.Effect<void>> | undefined
+          return pending === undefined ? undefined : Effect.forEach(pending, (e) => e, { discard: true })
+        })
+        yield* Effect.ignore(socket.closed)
+        if (connections.get(key) === socket) connections.delete(key)
+      })
+    }
+
+    const send = (data: Uint8Array, to: SocketAddress): Effect.Effect<void, Network.NetworkError> =>
+      Effect.suspend(() => {
+        const socket = connections.get(keyOf(to))
+        return socket === undefined ? Effect.fail(noConnection(to)) : socket.write(StreamFraming.frameRfc4571(data))
+      })
+    const socket: Network.DatagramSocket = {
+      local: { ...address, transport: "tcp" },
+      send,
+      unsafeSend: (data, to) => {
+        const connection = connections.get(keyOf(to))
+        if (connection === undefined) failures++
+        else connection.unsafeWrite(StreamFraming.frameRfc4571(data))
+      },
+      setHandler: (handler) =>
+        Effect.sync(() => {
+          reader = handler
+        }),
+      sendFailures: () => failures
+    }
+    const router: Router = { handlers: {} }
+    const client = yield* StunTransaction.makeUdp(socket, routed(router))
+    const prepare = (peer: SocketAddress): Effect.Effect<void, TurnClient.TurnError> =>
+      Effect.suspend(() => {
+        if (connections.has(keyOf(peer))) return Effect.void
+        if (tcpType === "passive") return Effect.fail(noConnection(peer))
+        return Effect.gen(function*() {
+          const connection = yield* Scope.extend(
+            network.connectTcp(peer, { localAddress: address.ip }),
+            scope
+          )
+          yield* Effect.forkIn(attach(connection), scope)
+        })
+      })
+    return {
+      key: tcpBaseKey(address, tcpType),
+      type: "host",
+      transport: "tcp",
+      tcpType,
+      address,
+      client,
+      send,
+      unsafeSend: socket.unsafeSend,
+      prepare,
+      route: (handlers) => {
+        router.handlers = handlers
+      },
+      allocation: undefined,
+      accept: attach
     }
   })
 
@@ -382,32 +543,53 @@ export const make = (options: Options = {}): Effect.Effect<Gatherer, never, Netw
         )
       )
 
+    const tcpCandidate = (base: Base, tcpType: IceCandidate.TcpType, otherPref: number) => {
+      const candidate = IceCandidate.make({
+        type: "host",
+        transport: "tcp",
+        tcpType,
+        address: base.address.ip,
+        port: base.address.port,
+        component,
+        priority: IceCandidate.priority({
+          type: "host",
+          typePreference: tcpHostTypePreference,
+          localPreference: tcpLocalPreference(tcpType, otherPref),
+          component
+        })
+      })
+      return emit({ local: { candidate, baseKey: base.key, base: candidate }, base })
+    }
+
+    /** RFC 6544 §5.1: a passive candidate (listening) and an active one (port 9) on the interface address. */
+    const gatherTcp = (networkInterface: Network.NetworkInterface, otherPref: number) =>
+      Effect.gen(function*() {
+        const address = networkInterface.address
+        let accept: ((socket: Network.StreamSocket) => Effect.Effect<void>) | undefined
+        const listener = yield* Effect.either(network.listenTcp(
+          { address, family: networkInterface.family, portRange: options.portRange },
+          (socket) => accept?.(socket) ?? Effect.void
+        ))
+        if (Either.isLeft(listener)) {
+          failures.push({ server: `tcp:${address}`, kind: "host", reason: listener.left.message })
+          yield* Effect.logWarning(`ICE gathering: cannot listen on ${address}: ${listener.left.message}`)
+        } else {
+          const passive = yield* tcpBase(
+            { family: networkInterface.family, ip: address, port: listener.right.local.port },
+            "passive"
+          )
+          accept = passive.accept
+          yield* tcpCandidate(passive, "passive", otherPref)
+        }
+        const active = yield* tcpBase({ family: networkInterface.family, ip: address, port: 9 }, "active")
+        yield* tcpCandidate(active, "active", otherPref)
+      })
+
     const gather = Effect.gen(function*() {
       yield* SubscriptionRef.set(state, "gathering")
       const hosts: Array<Gathered & { readonly localPreference: number }> = []
-      if (options.host ?? true) {
-        const interfaces = yield* Effect.orElseSucceed(network.interfaces, () => [])
-        const usable = interfaces
-          .filter((i) => families.includes(i.family))
-          .filter((i) => (options.includeLoopback ?? false) || !i.internal)
-          .filter((i) => !(i.family === "IPv6" && isLinkLocal(i.address)))
-          .filter((i) => options.interfaceFilter?.(i) ?? true)
-        // IPv6 before IPv4 (RFC 8421 §4 prefers IPv6 host candidates), then in the host's order.
-        const ordered = [...usable.filter((i) => i.family === "IPv6"), ...usable.filter((i) => i.family === "IPv4")]
-        let index = 0
-        for (const networkInterface of ordered) {
-          const bound = yield* Effect.either(network.bindUdp({
-            address: networkInterface.address,
-            family: networkInterface.family,
-            portRange: options.portRange
-          }))
-          if (Either.isLeft(bound)) {
-            failures.push({ server: networkInterface.address, kind: "host", reason: bound.left.message })
-            yield* Effect.logWarning(`ICE gathering: cannot bind on ${networkInterface.address}: ${bound.left.message}`)
-            continue
-          }
-          const base = yield* hostBase(bound.right)
-          const localPreference = 65535 - 256 * index++
+      const hostCandidate = (base: Base, localPreference: number) =>
+        Effect.gen(function*() {
           const candidate = IceCandidate.make({
             type: "host",
             address: base.address.ip,
@@ -418,6 +600,42 @@ export const make = (options: Options = {}): Effect.Effect<Gatherer, never, Netw
           const gathered = { local: { candidate, baseKey: base.key, base: candidate }, base, localPreference }
           hosts.push(gathered)
           yield* emit({ local: gathered.local, base })
+        })
+      if (options.hostBases !== undefined) {
+        if (options.host ?? true) {
+          for (let index = 0; index < options.hostBases.length; index++) {
+            yield* hostCandidate(options.hostBases[index]!, 65535 - 256 * index)
+          }
+        }
+      } else if (options.host ?? true) {
+        const interfaces = yield* Effect.orElseSucceed(network.interfaces, () => [])
+        const usable = interfaces
+          .filter((i) => families.includes(i.family))
+          .filter((i) => (options.includeLoopback ?? false) || !i.internal)
+          .filter((i) => !(i.family === "IPv6" && isLinkLocal(i.address)))
+          .filter((i) => options.interfaceFilter?.(i) ?? true)
+        // IPv6 before IPv4 (RFC 8421 §4 prefers IPv6 host candidates), then in the host's order.
+        const ordered = [...usable.filter((i) => i.family === "IPv6"), ...usable.filter((i) => i.family === "IPv4")]
+        let index = 0
+        const transports = options.transports ?? ["udp"]
+        let tcpIndex = 0
+        for (const networkInterface of ordered) {
+          if (transports.includes("udp")) {
+            const bound = yield* Effect.either(network.bindUdp({
+              address: networkInterface.address,
+              family: networkInterface.family,
+              portRange: options.portRange
+            }))
+            if (Either.isLeft(bound)) {
+              failures.push({ server: networkInterface.address, kind: "host", reason: bound.left.message })
+              yield* Effect.logWarning(
+                `ICE gathering: cannot bind on ${networkInterface.address}: ${bound.left.message}`
+              )
+            } else {
+              yield* hostCandidate(yield* hostBase(bound.right), 65535 - 256 * index++)
+            }
+          }
+          if (transports.includes("tcp")) yield* gatherTcp(networkInterface, 8191 - 256 * tcpIndex++)
         }
       }
       const reflexive = hosts.flatMap((host) =>

@@ -190,6 +190,13 @@ export * as IceGatherer from "./IceGatherer.js"
 export * as IceAgent from "./IceAgent.js"
 
 /**
+ * One UDP socket shared by many ICE agents, demultiplexed by the ufrag in USERNAME and then by remote address.
+ *
+ * @since 0.1.0
+ */
+export * as IceUdpMux from "./IceUdpMux.js"
+
+/**
  * ICE server configuration in the WebRTC `RTCIceServer` shape and its `stun:`/`stuns:`/`turn:`/`turns:` URIs
  * (RFC 7064, RFC 7065).
  *

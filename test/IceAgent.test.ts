@@ -28,6 +28,7 @@ import * as IceAgent from "../src/IceAgent.js"
 import * as IceCandidate from "../src/IceCandidate.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Network from "../src/Network.js"
+import * as NodeNetwork from "../src/NodeNetwork.js"
 import * as StunAttribute from "../src/StunAttribute.js"
 import * as StunIntegrity from "../src/StunIntegrity.js"
 import * as StunMessage from "../src/StunMessage.js"
@@ -337,4 +338,109 @@ describe("IceAgent pacing (RFC 8445 §6.1.4.2)", () => {
     Effect.gen(function*() {
       assert.deepStrictEqual(yield* paced(20), ["30 192.0.2.20", "50 192.0.2.21", "70 192.0.2.22"])
     }))
+})
+
+describe("IceAgent ICE-lite (RFC 8445 §2.5)", () => {
+  const check = (extra: ReadonlyArray<StunAttribute.StunAttribute>) => [
+    StunAttribute.username("agnt:peer"),
+    StunAttribute.priority(IceCandidate.priority({ type: "prflx" })),
+    ...extra
+  ]
+
+  it.effect("sends no checks, answers them, selects the pair the full peer nominates; no consent or keepalives", () =>
+    scoped(Effect.gen(function*() {
+      const { agent, arrivals, request, responses } = yield* setup({ agent: { lite: true } })
+      assert.isTrue(agent.lite)
+      assert.strictEqual(yield* agent.role, "controlled")
+      const events = yield* Effect.fork(Stream.runCollect(Stream.take(agent.localCandidates, 1)))
+      yield* TestClock.adjust("1 second")
+      const [first] = Chunk.toReadonlyArray(yield* Fiber.join(events))
+      assert.deepStrictEqual(first, { _tag: "Credentials", credentials: agentCredentials, lite: true })
+      // Nothing sent in a second, though a remote candidate and credentials are known.
+      assert.deepStrictEqual(arrivals, [])
+      assert.strictEqual(yield* SubscriptionRef.get(agent.state), "new")
+      yield* request(check([StunAttribute.iceControlling(5n)]), agentKey)
+      yield* TestClock.adjust("20 millis")
+      assert.strictEqual(responses.length, 1)
+      assert.strictEqual(responses[0]!.message.class, StunMessage.StunClass.SuccessResponse)
+      assert.deepStrictEqual(StunMessage.find(responses[0]!.message, "XorMappedAddress")?.address, peerAddress)
+      // A valid pair, not nominated: still no triggered check and nothing selected.
+      assert.deepStrictEqual(arrivals, [])
+      assert.isTrue(Option.isNone(yield* SubscriptionRef.get(agent.selectedPair)))
+      yield* request(check([StunAttribute.iceControlling(5n), StunAttribute.useCandidate]), agentKey)
+      yield* TestClock.adjust("20 millis")
+      assert.strictEqual(responses.length, 2)
+      const selected = yield* SubscriptionRef.get(agent.selectedPair)
+      assert.isTrue(Option.isSome(selected))
+      assert.strictEqual(Option.getOrThrow(selected).remote.address, "192.0.2.20")
+      assert.strictEqual(Option.getOrThrow(selected).local.address, "192.0.2.10")
+      assert.strictEqual(yield* SubscriptionRef.get(agent.state), "completed")
+      // Sent at 1000 ms, arrived at 1010: the nominated check was the second one, at 1030.
+      assert.strictEqual((yield* agent.stats).connectedAfterMs, 1030)
+      // A minute on: no consent checks and no keepalives from the lite agent, and it stays completed.
+      yield* TestClock.adjust("1 minute")
+      assert.deepStrictEqual(arrivals, [])
+      assert.strictEqual(yield* SubscriptionRef.get(agent.state), "completed")
+      const stats = yield* agent.stats
+      assert.deepStrictEqual([stats.checksSent, stats.consentChecks, stats.keepalives, stats.checksAnswered], [
+        0,
+        0,
+        0,
+        2
+      ])
+    })))
+
+  it.effect("a controlled peer gets 487 whatever its tie-breaker: the lite agent stays controlled (§6.1.1)", () =>
+    scoped(Effect.gen(function*() {
+      const { agent, request, responses } = yield* setup({ agent: { lite: true, tieBreaker: 2n ** 63n } })
+      yield* request(check([StunAttribute.iceControlled(1n)]), agentKey)
+      yield* TestClock.adjust("20 millis")
+      assert.strictEqual(StunMessage.find(responses[0]!.message, "ErrorCode")?.code, 487)
+      assert.strictEqual(yield* agent.role, "controlled")
+    })))
+
+  it.effect("a full agent told its peer is lite becomes controlling (§6.1.1)", () =>
+    scoped(Effect.gen(function*() {
+      const { agent, arrivals } = yield* setup({ agent: { controlling: false } })
+      assert.strictEqual(yield* agent.role, "controlled")
+      yield* agent.addRemoteCredentials(peerCredentials, { lite: true })
+      assert.strictEqual(yield* agent.role, "controlling")
+      yield* TestClock.adjust("200 millis")
+      assert.strictEqual(StunMessage.find(arrivals[0]!.message, "IceControlling")?.tieBreaker, 1000n)
+      assert.isTrue(StunMessage.has(arrivals[1]!.message, "UseCandidate"))
+    })))
+})
+
+describe("IceAgent ICE-TCP on loopback (NodeNetwork)", () => {
+  it.scopedLive("two agents with only TCP candidates connect over RFC 4571 framing and exchange data both ways", () =>
+    Effect.gen(function*() {
+      const options: IceAgent.Options = {
+        includeLoopback: true,
+        families: ["IPv4"],
+        interfaceFilter: (i) => i.address === "127.0.0.1",
+        transports: ["tcp"]
+      }
+      const alice = yield* IceAgent.make({ ...options, controlling: true })
+      const bob = yield* IceAgent.make({ ...options, controlling: false })
+      yield* IceAgent.pipeSignalling(alice, bob)
+      const [pa, pb] = yield* Effect.all([alice.connected, bob.connected], { concurrency: 2 }).pipe(
+        Effect.timeoutFail({ duration: "10 seconds", onTimeout: () => new Error("no TCP pair in 10 s") })
+      )
+      assert.strictEqual(pa.local.transport, "tcp")
+      assert.strictEqual(pa.remote.transport, "tcp")
+      assert.strictEqual(pb.local.transport, "tcp")
+      // One side's active candidate reached the other's passive one.
+      assert.deepStrictEqual([pa.local.tcpType, pa.remote.tcpType].sort(), ["active", "passive"])
+      assert.deepStrictEqual([pb.local.tcpType, pb.remote.tcpType].sort(), ["active", "passive"])
+      assert.strictEqual(pa.local.port === 9 || pa.remote.port === 9, false)
+      const toBob = yield* Effect.fork(Stream.runCollect(Stream.take(bob.data, 2)))
+      const toAlice = yield* Effect.fork(Stream.runCollect(Stream.take(alice.data, 1)))
+      yield* alice.send(new TextEncoder().encode("over tcp"))
+      yield* alice.send(new Uint8Array(1200).fill(0x80))
+      const atBob = Chunk.toReadonlyArray(yield* Fiber.join(toBob))
+      assert.strictEqual(new TextDecoder().decode(atBob[0]!), "over tcp")
+      assert.strictEqual(atBob[1]!.length, 1200)
+      yield* bob.send(new TextEncoder().encode("and back"))
+      assert.strictEqual(new TextDecoder().decode(Chunk.unsafeGet(yield* Fiber.join(toAlice), 0)), "and back")
+    }).pipe(Effect.provide(NodeNetwork.layer)))
 })

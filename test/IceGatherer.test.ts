@@ -225,3 +225,41 @@ describe("IceGatherer", () => {
       assert.strictEqual(bad._tag, "IceServerError")
     })))
 })
+
+describe("IceGatherer ICE-TCP host candidates (RFC 6544)", () => {
+  it.effect("transports [udp, tcp]: per address a UDP host, a passive TCP (listening) and an active TCP (port 9)", () =>
+    scoped(Effect.gen(function*() {
+      const { laptop } = yield* world
+      const gathered = yield* IceGatherer.gatherAll({ families: ["IPv4"], transports: ["udp", "tcp"] }).pipe(
+        Effect.provideService(Network.Network, laptop.network)
+      )
+      const lines = gathered.map((g) => IceCandidate.toSdp(g.local.candidate).replace(/^candidate:\d+ /, ""))
+      // §4.2: local preference 2^13 × direction-pref (active 6, passive 4) + other-pref (8191 for the first
+      // address); type preference 90, below every UDP type but relayed.
+      const passive = IceCandidate.priority({ type: "host", typePreference: 90, localPreference: 4 * 8192 + 8191 })
+      const active = IceCandidate.priority({ type: "host", typePreference: 90, localPreference: 6 * 8192 + 8191 })
+      assert.deepStrictEqual(lines, [
+        "1 udp 2130706431 10.0.0.2 49152 typ host",
+        `1 tcp ${passive} 10.0.0.2 49152 typ host tcptype passive`,
+        `1 tcp ${active} 10.0.0.2 9 typ host tcptype active`
+      ])
+      // 90 × 2^24 + (4 × 8192 + 8191) × 2^8 + (256 − 1)
+      assert.strictEqual(passive, 1520435199)
+      assert.isBelow(active, IceCandidate.priority({ type: "srflx", localPreference: 0 }))
+      assert.deepStrictEqual(gathered.map((g) => g.base.key), [
+        "udp|10.0.0.2|49152",
+        "tcp|10.0.0.2|49152|passive",
+        "tcp|10.0.0.2|9|active"
+      ])
+      // The passive base is a listener: a peer connects and its RFC 4571-framed packets reach the base's reader.
+      const got: Array<string> = []
+      gathered[1]!.base.route({
+        onOther: (data, from) => void got.push(`${new TextDecoder().decode(data)} ${from.ip}`)
+      })
+      const connection = yield* laptop.network.connectTcp(v4("10.0.0.2", 49152))
+      yield* connection.write(new Uint8Array([0, 2, 0x80, 0x81]))
+      yield* TestClock.adjust("10 millis")
+      assert.strictEqual(got.length, 1)
+      assert.match(got[0]!, / 10\.0\.0\.2$/)
+    })))
+})
