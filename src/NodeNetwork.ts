@@ -22,6 +22,13 @@
  * - **Effects from handlers.** When a handler returns an Effect it runs in a fiber of a `FiberSet` owned by the
  *   socket's scope (through `FiberSet.runtime`), so it sees the caller's services and is interrupted when the socket
  *   closes. A handler that throws is logged, not allowed to crash the process.
+ * - **What a UDP socket keeps.** A socket may live as long as a TURN allocation, of which a server holds thousands,
+ *   so it keeps little: the `FiberSet` is made the first time a handler returns an Effect; the runtime for those
+ *   effects is the caller's services (without its `Scope`) and fiber refs, taken before the `NodeNetwork.bindUdp`
+ *   span (which captures no stack trace) and shared with the previous socket when made of the same values; the
+ *   'error' and 'listening' listeners are two functions shared by every socket, so nothing of the bind (its fiber)
+ *   stays reachable from the socket. `unsafeSend` still passes Node a callback: without one Node reports a failed
+ *   send nowhere (no exception, no 'error' event), and `sendFailures` counts them.
  * - **Errors.** Node error codes become `NetworkError` reasons (`EADDRINUSE` → `AddressInUse`, `ECONNREFUSED` →
  *   `ConnectionRefused`, `ENETUNREACH` → `Unreachable`, …); the Node error is kept as `cause` and the address as
  *   `address`. Operations on a closed socket fail with `Closed`; a datagram for the other address family fails
@@ -32,8 +39,23 @@
  *
  * @since 0.1.0
  */
-import { Cause, Deferred, Effect, Either, Exit, FiberId, FiberSet, Layer, Option, Random } from "effect"
-import type { Scope } from "effect"
+import {
+  Cause,
+  Context,
+  Deferred,
+  Effect,
+  Either,
+  Exit,
+  FiberId,
+  FiberRefs,
+  FiberSet,
+  Layer,
+  Option,
+  Random,
+  Runtime,
+  Scope
+} from "effect"
+import type { FiberRef } from "effect"
 import * as Dgram from "node:dgram"
 import * as Dns from "node:dns"
 import * as Net from "node:net"
@@ -269,7 +291,12 @@ const deliverChunk = (handler: Network.ChunkHandler, chunk: Uint8Array, run: Run
 // UDP
 // ---------------------------------------------------------------------------------------------------------------
 
-/** The receive side of a UDP socket: the single `message` listener, the handler and the pre-handler queue. */
+/**
+ * The receive side of a UDP socket: the single `message` listener, the handler and the pre-handler queue. Its
+ * functions are object methods rather than arrow functions: a socket lives as long as its allocation or session, so
+ * what it holds per socket is kept small (a method is a closure without a `name` property of its own, whatever the
+ * compiler does with arrow functions).
+ */
 const makeReceiver = (family: Family, run: RunFork) => {
   let handler: Network.DatagramHandler | undefined
   let pending: Array<Network.Datagram> | undefined = []
@@ -277,32 +304,34 @@ const makeReceiver = (family: Family, run: RunFork) => {
   // canonicalize, remembering the last sender so a steady peer costs one string comparison.
   let lastRaw = ""
   let lastIp = ""
-  const onMessage = (data: Buffer, rinfo: Dgram.RemoteInfo): void => {
-    let ip = rinfo.address
-    if (family === "IPv6") {
-      if (ip === lastRaw) {
-        ip = lastIp
-      } else {
-        lastRaw = ip
-        ip = lastIp = canonicalOr(ip)
+  return {
+    onMessage(data: Buffer, rinfo: Dgram.RemoteInfo): void {
+      let ip = rinfo.address
+      if (family === "IPv6") {
+        if (ip === lastRaw) {
+          ip = lastIp
+        } else {
+          lastRaw = ip
+          ip = lastIp = canonicalOr(ip)
+        }
       }
-    }
-    const remote: SocketAddress = { family, ip, port: rinfo.port }
-    if (handler !== undefined) {
-      deliverDatagram(handler, data, remote, run)
-    } else if (pending !== undefined && pending.length < Network.maxPendingDatagrams) {
-      pending.push({ data, remote })
+      const remote: SocketAddress = { family, ip, port: rinfo.port }
+      if (handler !== undefined) {
+        deliverDatagram(handler, data, remote, run)
+      } else if (pending !== undefined && pending.length < Network.maxPendingDatagrams) {
+        pending.push({ data, remote })
+      }
+    },
+    setHandler(next: Network.DatagramHandler): Effect.Effect<void> {
+      return Effect.sync(() => {
+        handler = next
+        const queued = pending
+        if (queued === undefined) return
+        pending = undefined
+        for (const datagram of queued) deliverDatagram(handler, datagram.data, datagram.remote, run)
+      })
     }
   }
-  const setHandler = (next: Network.DatagramHandler): Effect.Effect<void> =>
-    Effect.sync(() => {
-      handler = next
-      const queued = pending
-      if (queued === undefined) return
-      pending = undefined
-      for (const datagram of queued) deliverDatagram(handler, datagram.data, datagram.remote, run)
-    })
-  return { onMessage, setHandler }
 }
 
 const closeQuietly = (socket: Dgram.Socket, onClosed?: () => void): void => {
@@ -311,6 +340,25 @@ const closeQuietly = (socket: Dgram.Socket, onClosed?: () => void): void => {
   } catch {
     onClosed?.()
   }
+}
+
+/** The sockets being bound, each with what settles its bind (`bindUdpOnce`). */
+const binding = new Map<Dgram.Socket, (error: Error | undefined) => void>()
+
+/**
+ * Every UDP socket's 'error' and 'listening' listeners: the same two functions for all, which settle a pending bind
+ * (looked up in `binding`) and otherwise do nothing. They stay for the socket's life (an 'error' event without a
+ * listener would crash the process; receive errors are ignored), hold nothing of the bind (its `resume`, and through
+ * it the binding fiber), and are never removed (removing one would turn the socket's listener table into a slow
+ * dictionary).
+ */
+function onUdpError(this: Dgram.Socket, error: Error): void {
+  const settle = binding.get(this)
+  if (settle !== undefined) settle(error)
+}
+function onUdpListening(this: Dgram.Socket): void {
+  const settle = binding.get(this)
+  if (settle !== undefined) settle(undefined)
 }
 
 /** Binds one `dgram` socket to one port; the socket is closed again when the bind fails or is interrupted. */
@@ -323,102 +371,192 @@ const bindUdpOnce = (
     const socket = target.family === "IPv6"
       ? Dgram.createSocket({ type: "udp6", ipv6Only: true })
       : Dgram.createSocket({ type: "udp4" })
-    let bound = false
-    // A permanent listener: an 'error' event without one would crash the process. After the bind, errors are
-    // reported through send callbacks, so what still arrives here (receive errors) is ignored.
-    socket.on("error", (error) => {
-      if (bound) return
-      bound = true
+    const fail = (error: unknown): void => {
+      binding.delete(socket)
       closeQuietly(socket)
       resume(Effect.fail(toNetworkError(error, "bind", hostPort(target.ip, port))))
+    }
+    binding.set(socket, (error) => {
+      if (error !== undefined) return fail(error)
+      binding.delete(socket)
+      resume(Effect.succeed(socket))
     })
+    socket.on("error", onUdpError)
+    socket.on("listening", onUdpListening)
     socket.on("message", onMessage)
     try {
-      socket.bind({ address: target.host, port, exclusive: true }, () => {
-        if (bound) return
-        bound = true
-        resume(Effect.succeed(socket))
-      })
+      socket.bind({ address: target.host, port, exclusive: true })
     } catch (error) {
-      bound = true
-      closeQuietly(socket)
-      resume(Effect.fail(toNetworkError(error, "bind", hostPort(target.ip, port))))
+      fail(error)
     }
-    return Effect.sync(() => closeQuietly(socket))
+    return Effect.sync(() => {
+      binding.delete(socket)
+      closeQuietly(socket)
+    })
   })
 
-const bindUdp = Effect.fn("NodeNetwork.bindUdp")(function*(options: Network.BindOptions = {}) {
-  const target = yield* resolveBindOptions(options, "bind")
-  const family = target.family
-  const set = yield* FiberSet.make()
-  const run: RunFork = yield* FiberSet.runtime(set)()
-  const receiver = makeReceiver(family, run)
-
-  let closed = false
-  let failures = 0
-  // Node never calls back a send still resolving its address when the socket closes: close fails those itself.
-  const inFlight = new Set<(error: Network.NetworkError) => void>()
-  const onUnsafeSent = (error: Error | null): void => {
-    if (error !== null) failures++
+/** The last runtime `handlerRuntime` made, and the services and fiber-ref values it was made of. */
+let sharedRuntime:
+  | {
+    readonly services: ReadonlyArray<unknown>
+    readonly refs: ReadonlyArray<unknown>
+    readonly runtime: Runtime.Runtime<never>
   }
+  | undefined
 
+/**
+ * The runtime a socket runs its handler's effects with: the caller's services (without its `Scope`) and fiber refs
+ * (without the context they carry, which the runtime sets itself). It is kept for the socket's whole life, so a
+ * runtime made of the very same values as the last one made is that one again: sockets bound one after another by
+ * the same code (a TURN server's relays, each bound in a fiber of its own) share one, instead of each keeping its
+ * binding fiber's references alive.
+ */
+const handlerRuntime: Effect.Effect<Runtime.Runtime<never>> = Effect.map(Effect.runtime<never>(), (runtime) => {
+  const services: Array<unknown> = []
+  for (const [key, value] of runtime.context.unsafeMap) {
+    if (key !== Scope.Scope.key) services.push(key, value)
+  }
+  const refs: Array<unknown> = []
+  for (const ref of FiberRefs.fiberRefs(runtime.fiberRefs)) {
+    const value = FiberRefs.getOrDefault(runtime.fiberRefs, ref)
+    // The one holding the context itself (which the runtime sets); the default services are kept (a test's clock).
+    if (value !== runtime.context) refs.push(ref, value)
+  }
+  const same = (a: ReadonlyArray<unknown>, b: ReadonlyArray<unknown>): boolean => {
+    if (a.length !== b.length) return false
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+    return true
+  }
+  if (sharedRuntime !== undefined && same(sharedRuntime.services, services) && same(sharedRuntime.refs, refs)) {
+    return sharedRuntime.runtime
+  }
+  const serviceMap = new Map<string, unknown>()
+  for (let i = 0; i < services.length; i += 2) serviceMap.set(services[i] as string, services[i + 1])
+  const fiberId = FiberId.runtime(0, 0)
+  const locals = new Map<FiberRef.FiberRef<any>, readonly [readonly [FiberId.Single, any]]>()
+  for (let i = 0; i < refs.length; i += 2) locals.set(refs[i] as FiberRef.FiberRef<any>, [[fiberId, refs[i + 1]]])
+  const shared = Runtime.make({
+    context: Context.unsafeMake<never>(serviceMap),
+    fiberRefs: FiberRefs.unsafeMake(locals),
+    runtimeFlags: runtime.runtimeFlags
+  })
+  sharedRuntime = { services, refs, runtime: shared }
+  return shared
+})
+
+/**
+ * Binds a UDP socket. The runtime for the handler's effects is taken before the span starts (so no socket keeps a
+ * span); their `FiberSet` is made the first time a handler returns one, so a socket whose handler never does (a
+ * TURN relay) costs no fiber machinery.
+ */
+const bindUdp = (
+  options: Network.BindOptions = {}
+): Effect.Effect<Network.DatagramSocket, Network.NetworkError, Scope.Scope> =>
+  Effect.flatMap(handlerRuntime, (runtime) => bindUdpTraced(options, runtime))
+
+const bindUdpTraced = Effect.fn("NodeNetwork.bindUdp", { captureStackTrace: false })(function*(
+  options: Network.BindOptions,
+  runtime: Runtime.Runtime<never>
+) {
+  const target = yield* resolveBindOptions(options, "bind")
+  const scope = yield* Effect.scope
+  const udp = makeUdpSocket(target.family, runtime, scope)
+  // `Scope.addFinalizer` rather than `Effect.addFinalizer`: the latter keeps the fiber's references (the span
+  // among them) for the socket's whole life.
   const socket = yield* Effect.uninterruptibleMask((restore) =>
-    restore(bindPorts(target, "bind", (port) => bindUdpOnce(target, port, receiver.onMessage))).pipe(
-      Effect.tap((socket) =>
-        Effect.addFinalizer(() =>
-          Effect.async<void>((resume) => {
-            closed = true
-            for (const fail of inFlight) fail(closedError("send", undefined))
-            inFlight.clear()
-            closeQuietly(socket, () => resume(Effect.void))
-          })
-        )
-      )
+    restore(bindPorts(target, "bind", (port) => bindUdpOnce(target, port, udp.onMessage))).pipe(
+      Effect.tap((socket) => Scope.addFinalizer(scope, udp.close(socket)))
     )
   )
-
-  const bound = socket.address()
-  const local: TransportAddress = { family, ip: canonicalOr(bound.address), port: bound.port, transport: "udp" }
-
-  const send = (data: Uint8Array, to: SocketAddress): Effect.Effect<void, Network.NetworkError> =>
-    Effect.async<void, Network.NetworkError>((resume) => {
-      if (closed) return resume(Effect.fail(closedError("send", format(to))))
-      if (to.family !== family) {
-        return resume(
-          Effect.fail(new Network.NetworkError({ reason: "InvalidAddress", operation: "send", address: format(to) }))
-        )
-      }
-      const finish = trackedCompletion(inFlight, resume)
-      try {
-        socket.send(data, to.port, to.ip, (error) => {
-          finish(error === null ? undefined : toNetworkError(error, "send", format(to)))
-        })
-      } catch (error) {
-        finish(toNetworkError(error, "send", format(to)))
-      }
-    })
-
-  const unsafeSend = (data: Uint8Array, to: SocketAddress): void => {
-    if (closed || to.family !== family) {
-      failures++
-      return
-    }
-    try {
-      socket.send(data, to.port, to.ip, onUnsafeSent)
-    } catch {
-      failures++
-    }
-  }
-
-  const datagramSocket: Network.DatagramSocket = {
-    local,
-    send,
-    unsafeSend,
-    setHandler: receiver.setHandler,
-    sendFailures: () => failures
-  }
-  return datagramSocket
+  return udp.attach(socket)
 })
+
+/**
+ * One UDP socket's state and operations. Every function here lives as long as the socket, so they are object
+ * methods over a few variables (see `makeReceiver`), and what only some sockets need (the handler fibers, the set of
+ * pending `send`s) is made when first needed.
+ */
+const makeUdpSocket = (family: Family, runtime: Runtime.Runtime<never>, scope: Scope.Scope) => {
+  let socket: Dgram.Socket | undefined
+  let closed = false
+  let failures = 0
+  let run: RunFork | undefined
+  // Node never calls back a send still resolving its address when the socket closes: close fails those itself.
+  let inFlight: Set<(error: Network.NetworkError) => void> | undefined
+  const handlers = {
+    run(effect: Effect.Effect<void>): void {
+      if (closed) return
+      run ??= Runtime.runSync(runtime)(
+        Effect.flatMap(Scope.extend(FiberSet.make(), scope), (set) => FiberSet.runtime(set)<never>())
+      )
+      run(effect)
+    },
+    sent(error: Error | null): void {
+      if (error !== null) failures++
+    }
+  }
+  const receiver = makeReceiver(family, handlers.run)
+  const operations = {
+    close(bound: Dgram.Socket): Effect.Effect<void> {
+      return Effect.async<void>((resume) => {
+        closed = true
+        if (inFlight !== undefined) {
+          for (const fail of inFlight) fail(closedError("send", undefined))
+          inFlight.clear()
+        }
+        closeQuietly(bound, () => resume(Effect.void))
+      })
+    },
+    send(data: Uint8Array, to: SocketAddress): Effect.Effect<void, Network.NetworkError> {
+      return Effect.async<void, Network.NetworkError>((resume) => {
+        if (closed || socket === undefined) return resume(Effect.fail(closedError("send", format(to))))
+        if (to.family !== family) {
+          return resume(
+            Effect.fail(new Network.NetworkError({ reason: "InvalidAddress", operation: "send", address: format(to) }))
+          )
+        }
+        const finish = trackedCompletion(inFlight ??= new Set(), resume)
+        try {
+          socket.send(data, to.port, to.ip, (error) => {
+            finish(error === null ? undefined : toNetworkError(error, "send", format(to)))
+          })
+        } catch (error) {
+          finish(toNetworkError(error, "send", format(to)))
+        }
+      })
+    },
+    // The callback is what reports a failed send (Node neither throws nor emits 'error' for one without it).
+    unsafeSend(data: Uint8Array, to: SocketAddress): void {
+      if (closed || socket === undefined || to.family !== family) {
+        failures++
+        return
+      }
+      try {
+        socket.send(data, to.port, to.ip, handlers.sent)
+      } catch {
+        failures++
+      }
+    },
+    sendFailures(): number {
+      return failures
+    }
+  }
+  return {
+    onMessage: receiver.onMessage,
+    close: operations.close,
+    attach(bound: Dgram.Socket): Network.DatagramSocket {
+      socket = bound
+      const address = bound.address()
+      return {
+        local: { family, ip: canonicalOr(address.address), port: address.port, transport: "udp" },
+        send: operations.send,
+        unsafeSend: operations.unsafeSend,
+        setHandler: receiver.setHandler,
+        sendFailures: operations.sendFailures
+      }
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // TCP

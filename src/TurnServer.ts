@@ -26,8 +26,10 @@
  *   XOR-RELAYED-ADDRESS advertises the external IP of the socket's family when `externalAddresses` (or the
  *   single-address form `externalAddress`) names one.
  * - §7.3, §8 Refresh: lifetime = max(default, min(requested, max)) (default 600 s, max 3600 s); LIFETIME 0 deletes
- *   the allocation at once. Each allocation has one timer fiber (a `FiberMap` keyed by allocation) that releases it
- *   exactly at its expiry: the relayed sockets are closed with the allocation's scope.
+ *   the allocation at once. One expiry fiber serves every allocation (and EVEN-PORT reservation): a min-heap on the
+ *   expiry time, the fiber sleeping on Effect's `Clock` until the earliest and woken when an earlier one is
+ *   scheduled, so each allocation is released exactly at its expiry; its relayed sockets are closed with the
+ *   allocation's scope (forked from the server's, so closing the server closes them all).
  * - §9 Permissions (CreatePermission, one or more XOR-PEER-ADDRESS): 300 s, refreshed by CreatePermission and
  *   ChannelBind, keyed by the peer's IP only (§9: "the port is ignored"). A peer of a family the allocation has no
  *   relayed socket for gets 443 Peer Address Family Mismatch (CreatePermission and ChannelBind). Expiry is checked
@@ -38,7 +40,11 @@
  *   peer from the relayed socket of the peer's family; datagrams from a peer arrive at a relayed socket and go to the
  *   client as ChannelData (when a channel is bound to that peer) or as a Data indication. Only peers with a live
  *   permission are relayed, both ways (one `Map` lookup by IP). All of this is plain code in the socket handlers
- *   (`unsafeSend`, `unsafeUpdate` metrics): no fiber and no Effect per packet. Over TCP and TLS, ChannelData is padded
+ *   (`unsafeSend`, `unsafeUpdate` metrics): no fiber and no Effect per packet. ChannelData and Data indications
+ *   (header, XOR-PEER-ADDRESS, DATA, FINGERPRINT: the bytes `StunMessage.encode` would give) are written straight
+ *   into buffers of the exact size; a Send indication of the usual shape (one IPv4 XOR-PEER-ADDRESS, one DATA, an
+ *   optional FINGERPRINT, which is checked) is read in place, and any other goes through `StunMessage.decode` as
+ *   before (so §11.4's checks decide the same). Over TCP and TLS, ChannelData is padded
  *   to 4 bytes (§12.5), and the stream is cut by `StreamFraming`'s TURN deframer with the RFC 5766 channel range
  *   allowed (see {@link maxLegacyChannelNumber}); a framing error closes that connection, and closing a connection
  *   releases its allocation.
@@ -116,14 +122,16 @@
  */
 import {
   Context,
+  Deferred,
   Duration,
   Effect,
   Either,
   ExecutionStrategy,
   Exit,
-  FiberMap,
+  FiberId,
   FiberSet,
   Layer,
+  LogLevel,
   Option,
   Random,
   Schedule,
@@ -132,6 +140,7 @@ import {
 import { crc32 } from "./internal/crc32.js"
 import { hmacSha1Into, hmacSha1Key } from "./internal/sha1.js"
 import type { HmacSha1Key } from "./internal/sha1.js"
+import { allocate } from "./internal/slab.js"
 import { utf8Bytes } from "./internal/utf8.js"
 import * as Metrics from "./Metrics.js"
 import * as Network from "./Network.js"
@@ -598,6 +607,15 @@ interface ClientLink {
   closed?: boolean
 }
 
+/** A client over UDP: a class, so that a link (kept by its allocation) holds no closure. */
+class UdpLink implements ClientLink {
+  readonly transport = "udp"
+  constructor(readonly socket: Network.DatagramSocket, readonly remote: SocketAddress) {}
+  send(bytes: Uint8Array): void {
+    this.socket.unsafeSend(bytes, this.remote)
+  }
+}
+
 interface Allocation {
   readonly id: number
   readonly key: string
@@ -617,21 +635,46 @@ interface Allocation {
   /** The IPv6 relayed socket of a dual-stack allocation (RFC 8656 §7.2), in the same scope as `socket`. */
   second: { readonly socket: Network.DatagramSocket; readonly relayed: SocketAddress } | undefined
   scope: Scope.CloseableScope | undefined
+  readonly kind: "allocation"
   expiresAt: number
+  /** Position in `State.expiries` (-1: not in it). */
+  heapIndex: number
   released: boolean
-  /** Peer IP → expiry (ms). */
-  readonly permissions: Map<string, number>
-  readonly channelsByNumber: Map<number, Channel>
+  /**
+   * Peer IP → expiry (ms). Shared and empty (`noPermissions`) until the first permission: most allocations of a busy
+   * server are idle.
+   */
+  permissions: Map<string, number>
+  /** Shared and empty (`noChannels`) until the first channel, as `channelsByPeer`. */
+  channelsByNumber: Map<number, Channel>
   /** `ip|port` → channel. */
-  readonly channelsByPeer: Map<string, Channel>
+  channelsByPeer: Map<string, Channel>
+  /** The last peer looked up in `channelsByPeer` and its channel (see `channelOfPeer`); reset when channels change. */
+  lastPeer: { readonly ip: string; readonly port: number; readonly channel: Channel | undefined } | undefined
+  /** The last peer of a Send indication, by its XOR-ed IPv4 address and port (see `fastSendIndication`). */
+  lastSendPeer: { readonly xored: number; readonly port: number; readonly peer: SocketAddress } | undefined
 }
 
+/**
+ * The tables of an allocation without permissions or channels: shared, and never written to (`permit` and
+ * `handleChannelBind` give the allocation tables of its own first). Deleting from them or clearing them is harmless.
+ */
+const noPermissions: Map<string, number> = new Map()
+const noChannels: Map<number, Channel> = new Map()
+const noChannelsByPeer: Map<string, Channel> = new Map()
+
 interface Reservation {
-  readonly id: number
+  readonly kind: "reservation"
   readonly token: string
   readonly socket: Network.DatagramSocket
   readonly scope: Scope.CloseableScope
+  readonly expiresAt: number
+  /** Position in `State.expiries` (-1: not in it). */
+  heapIndex: number
 }
+
+/** What the expiry fiber releases when its time comes. */
+type Expiring = Allocation | Reservation
 
 interface UserKeys {
   /** MD5 keys (one per REST secret), or empty when MD5 is not accepted. */
@@ -703,8 +746,12 @@ interface State {
   nextId: number
   /** Runs a control-plane effect in a fiber owned by the server. */
   runTask: (effect: Effect.Effect<void>) => void
-  /** Runs (or replaces) the timer of allocation `id`. */
-  runTimer: (id: number, effect: Effect.Effect<void>) => void
+  /** Every allocation and reservation, a binary min-heap on `expiresAt` (see `schedule`). */
+  readonly expiries: Array<Expiring>
+  /** When the expiry fiber wakes up next (Infinity: when woken). */
+  sleepingUntil: number
+  /** Completing it wakes the expiry fiber (an earlier expiry was scheduled). */
+  wake: Deferred.Deferred<void>
   readonly network: Network.Service
   readonly serverScope: Scope.Scope
 }
@@ -1167,10 +1214,80 @@ const livePermissions = (allocation: Allocation, now: number): number => {
   return n
 }
 
-/** Removes the allocation from the tables at once (the relayed socket is closed by the caller's effect). */
+// ---------------------------------------------------------------------------------------------------------------
+// Expiry: one fiber for every allocation and reservation
+// ---------------------------------------------------------------------------------------------------------------
+//
+// `state.expiries` is a binary min-heap on `expiresAt`; each item knows its index, so a refresh moves it in place
+// and a release takes it out (no stale entries). One fiber sleeps on Effect's clock until the earliest expiry and
+// releases what is due at exactly that instant; scheduling an expiry earlier than the one it sleeps for wakes it
+// (`state.wake`), so it sleeps again for the new earliest.
+
+const heapSwap = (heap: Array<Expiring>, i: number, j: number): void => {
+  const a = heap[i]!
+  const b = heap[j]!
+  heap[i] = b
+  heap[j] = a
+  b.heapIndex = i
+  a.heapIndex = j
+}
+
+const siftUp = (heap: Array<Expiring>, i: number): void => {
+  while (i > 0) {
+    const parent = (i - 1) >> 1
+    if (heap[parent]!.expiresAt <= heap[i]!.expiresAt) return
+    heapSwap(heap, i, parent)
+    i = parent
+  }
+}
+
+const siftDown = (heap: Array<Expiring>, i: number): void => {
+  const n = heap.length
+  for (;;) {
+    const left = 2 * i + 1
+    if (left >= n) return
+    const right = left + 1
+    const child = right < n && heap[right]!.expiresAt < heap[left]!.expiresAt ? right : left
+    if (heap[i]!.expiresAt <= heap[child]!.expiresAt) return
+    heapSwap(heap, i, child)
+    i = child
+  }
+}
+
+/** Takes an item out of the heap (nothing when it is not in it). */
+const unschedule = (state: State, item: Expiring): void => {
+  const heap = state.expiries
+  const i = item.heapIndex
+  if (i < 0) return
+  item.heapIndex = -1
+  const last = heap.pop()!
+  if (i === heap.length) return
+  heap[i] = last
+  last.heapIndex = i
+  siftUp(heap, i)
+  siftDown(heap, last.heapIndex)
+}
+
+/** (Re)schedules an item at its `expiresAt`: the expiry fiber releases it exactly then. */
+const schedule = (state: State, item: Expiring): void => {
+  const heap = state.expiries
+  if (item.heapIndex < 0) {
+    item.heapIndex = heap.length
+    heap.push(item)
+  }
+  siftUp(heap, item.heapIndex)
+  siftDown(heap, item.heapIndex)
+  if (item.expiresAt < state.sleepingUntil) {
+    state.sleepingUntil = -Infinity
+    Deferred.unsafeDone(state.wake, Exit.void)
+  }
+}
+
+/** Removes the allocation from the tables and from the expiry heap at once (its relayed sockets stay open). */
 const forget = (state: State, allocation: Allocation): void => {
   if (allocation.released) return
   allocation.released = true
+  unschedule(state, allocation)
   if (state.allocations.get(allocation.key) === allocation) state.allocations.delete(allocation.key)
   const count = (state.perUser.get(allocation.quotaUser) ?? 1) - 1
   if (count <= 0) state.perUser.delete(allocation.quotaUser)
@@ -1181,31 +1298,65 @@ const forget = (state: State, allocation: Allocation): void => {
   allocation.permissions.clear()
   allocation.channelsByNumber.clear()
   allocation.channelsByPeer.clear()
+  allocation.lastPeer = undefined
 }
 
-const closeAllocation = (allocation: Allocation): Effect.Effect<void> =>
-  Effect.suspend(() => allocation.scope === undefined ? Effect.void : Scope.close(allocation.scope, Exit.void))
+/** Takes the allocation's scope (so it is closed once): `undefined` when it has none or it was taken. */
+const takeScope = (allocation: Allocation): Scope.CloseableScope | undefined => {
+  const scope = allocation.scope
+  allocation.scope = undefined
+  return scope
+}
 
-/** Releases now: tables at once, the relayed socket in the allocation's timer fiber (replacing the timer). */
+const closeScopes = (scopes: ReadonlyArray<Scope.CloseableScope>): Effect.Effect<void> =>
+  Effect.forEach(scopes, (scope) => Scope.close(scope, Exit.void), { concurrency: "unbounded", discard: true })
+
+/** Releases now: tables at once, the relayed sockets in a fiber of the server. */
 const release = (state: State, allocation: Allocation): void => {
   forget(state, allocation)
-  state.runTimer(allocation.id, Effect.uninterruptible(closeAllocation(allocation)))
+  const scope = takeScope(allocation)
+  if (scope !== undefined) state.runTask(Effect.uninterruptible(Scope.close(scope, Exit.void)))
 }
 
-/** (Re)starts the allocation's expiry timer: release exactly at `expiresAt`. */
-const armTimer = (state: State, allocation: Allocation): void => {
-  const delay = Math.max(0, allocation.expiresAt - state.now())
-  state.runTimer(
-    allocation.id,
-    Effect.zipRight(
-      Effect.sleep(Duration.millis(delay)),
-      Effect.uninterruptible(Effect.suspend(() => {
-        forget(state, allocation)
-        return closeAllocation(allocation)
-      }))
-    )
-  )
+/** Everything due at `now`, out of the tables; returns the scopes to close. */
+const expireDue = (state: State, now: number): Array<Scope.CloseableScope> => {
+  const heap = state.expiries
+  const scopes: Array<Scope.CloseableScope> = []
+  while (heap.length > 0 && heap[0]!.expiresAt <= now) {
+    const item = heap[0]!
+    unschedule(state, item)
+    if (item.kind === "allocation") {
+      forget(state, item)
+      const scope = takeScope(item)
+      if (scope !== undefined) scopes.push(scope)
+    } else {
+      if (state.reservations.get(item.token) === item) state.reservations.delete(item.token)
+      scopes.push(item.scope)
+    }
+  }
+  return scopes
 }
+
+/**
+ * The expiry fiber: sleeps until the earliest expiry (or until woken by an earlier one), releases what is due, and
+ * again, for the server's life.
+ */
+const expiryLoop = (state: State): Effect.Effect<never> =>
+  Effect.suspend(() => {
+    const wake = Deferred.unsafeMake<void>(FiberId.none)
+    state.wake = wake
+    const now = state.now()
+    const due = expireDue(state, now)
+    const next = state.expiries.length === 0 ? Infinity : state.expiries[0]!.expiresAt
+    state.sleepingUntil = next
+    const wait = next === Infinity
+      ? Deferred.await(wake)
+      : Effect.raceFirst(Effect.sleep(Duration.millis(next - now)), Deferred.await(wake))
+    return Effect.zipRight(
+      due.length === 0 ? wait : Effect.zipRight(Effect.uninterruptible(closeScopes(due)), wait),
+      Effect.suspend(() => expiryLoop(state))
+    )
+  })
 
 const grantedLifetime = (state: State, requested: number | undefined): number => {
   const wanted = requested === undefined ? 0 : requested * 1000
@@ -1225,12 +1376,91 @@ export const maxLegacyChannelNumber = 0x7fff
 /** A ChannelData message (RFC 8656 §12.4), padded to 4 bytes over TCP (§12.5). */
 const encodeChannelData = (channel: number, data: Uint8Array, padded: boolean): Uint8Array => {
   const length = TurnChannelData.headerSize + data.length
-  const bytes = new Uint8Array(padded ? (length + 3) & ~3 : length)
+  const bytes = allocate(padded ? (length + 3) & ~3 : length)
   bytes[0] = channel >> 8
   bytes[1] = channel & 0xff
   bytes[2] = data.length >> 8
   bytes[3] = data.length & 0xff
   bytes.set(data, TurnChannelData.headerSize)
+  return bytes
+}
+
+/**
+ * The channel bound to a peer (by IP and port), if any. The last answer is kept on the allocation (until a channel
+ * is added or removed), so a steady peer costs two comparisons instead of a key string and a lookup per datagram.
+ */
+const channelOfPeer = (allocation: Allocation, peer: SocketAddress): Channel | undefined => {
+  const cached = allocation.lastPeer
+  if (cached !== undefined && cached.port === peer.port && cached.ip === peer.ip) return cached.channel
+  const channel = allocation.channelsByPeer.get(peerKeyOf(peer))
+  allocation.lastPeer = { ip: peer.ip, port: peer.port, channel }
+  return channel
+}
+
+/** The STUN magic cookie (RFC 8489 §5), for XOR-PEER-ADDRESS. */
+const magicCookie = 0x2112a442
+const ipv4Scratch = new Uint8Array(4)
+
+/**
+ * A Data indication (RFC 8656 §11.6): the header, XOR-PEER-ADDRESS, DATA and FINGERPRINT, written straight into a
+ * buffer of the exact size (from the encoders' slab, as `StunMessage.encode` does); the bytes `StunMessage.encode` would give for the same message (a test compares them).
+ * The transaction id is the server's random 8 bytes and a counter. `undefined` when it does not fit a STUN message.
+ */
+const encodeDataIndication = (state: State, peer: SocketAddress, data: Uint8Array): Uint8Array | undefined => {
+  const ipv6 = peer.family === "IPv6"
+  const addressLength = ipv6 ? 20 : 8
+  const dataOffset = StunMessage.headerLength + 4 + addressLength + 4
+  const fingerprintOffset = dataOffset + ((data.length + 3) & ~3)
+  const bodyLength = fingerprintOffset + 8 - StunMessage.headerLength
+  if (bodyLength > 0xffff) return undefined
+  let ip: Uint8Array
+  if (ipv6) {
+    const parsed = TransportAddressModule.ipToBytes(peer.ip)
+    if (Option.isNone(parsed) || parsed.value.length !== 16) return undefined
+    ip = parsed.value
+  } else {
+    if (!TransportAddressModule.parseIPv4Into(peer.ip, ipv4Scratch, 0)) return undefined
+    ip = ipv4Scratch
+  }
+  const bytes = allocate(fingerprintOffset + 8)
+  bytes[1] = 0x17 // Data indication (RFC 8656 §18: method 0x007, class indication)
+  bytes[2] = bodyLength >> 8
+  bytes[3] = bodyLength & 0xff
+  bytes[4] = 0x21
+  bytes[5] = 0x12
+  bytes[6] = 0xa4
+  bytes[7] = 0x42
+  const id = state.indicationId
+  const counter = state.nextId++
+  id[8] = (counter >>> 24) & 0xff
+  id[9] = (counter >>> 16) & 0xff
+  id[10] = (counter >>> 8) & 0xff
+  id[11] = counter & 0xff
+  bytes.set(id, 8)
+  // XOR-PEER-ADDRESS (RFC 8656 §18.3, RFC 8489 §14.2): the port XOR the cookie's high half, the address XOR the
+  // cookie (IPv4) or the cookie and the transaction id (IPv6).
+  bytes[21] = 0x12
+  bytes[23] = addressLength
+  bytes[25] = ipv6 ? 2 : 1
+  const port = peer.port ^ (magicCookie >>> 16)
+  bytes[26] = port >> 8
+  bytes[27] = port & 0xff
+  for (let i = 0; i < ip.length; i++) bytes[28 + i] = ip[i]! ^ bytes[4 + i]!
+  // DATA (RFC 8656 §18.4), zero padding.
+  const dataType = dataOffset - 4
+  bytes[dataType + 1] = 0x13
+  bytes[dataType + 2] = data.length >> 8
+  bytes[dataType + 3] = data.length & 0xff
+  bytes.set(data, dataOffset)
+  // FINGERPRINT (RFC 8489 §14.7).
+  bytes[fingerprintOffset] = 0x80
+  bytes[fingerprintOffset + 1] = 0x28
+  bytes[fingerprintOffset + 3] = 4
+  const crc = StunIntegrity.fingerprintOf(bytes, fingerprintOffset)
+  bytes[fingerprintOffset + 4] = crc >>> 24
+  bytes[fingerprintOffset + 5] = (crc >>> 16) & 0xff
+  bytes[fingerprintOffset + 6] = (crc >>> 8) & 0xff
+  bytes[fingerprintOffset + 7] = crc & 0xff
   return bytes
 }
 
@@ -1243,25 +1473,13 @@ const onPeerDatagram = (state: State, allocation: Allocation) => (data: Uint8Arr
     if (permission === undefined || permission <= now) return drop("no-permission")
     if (!bandwidthAdmitted(state, allocation, data.length)) return
     const link = allocation.link
-    const channel = allocation.channelsByPeer.get(peerKeyOf(remote))
+    const channel = allocation.channelsByNumber.size === 0 ? undefined : channelOfPeer(allocation, remote)
     if (channel !== undefined && channel.expiresAt > now && data.length <= TurnChannelData.maxDataLength) {
       link.send(encodeChannelData(channel.number, data, link.transport !== "udp"))
     } else {
-      const id = state.indicationId
-      const counter = state.nextId++
-      id[8] = (counter >>> 24) & 0xff
-      id[9] = (counter >>> 16) & 0xff
-      id[10] = (counter >>> 8) & 0xff
-      id[11] = counter & 0xff
-      const bytes = StunMessage.encode(
-        StunMessage.make(StunMessage.StunClass.Indication, StunMessage.StunMethod.Data, id, [
-          StunAttribute.xorPeerAddress({ family: remote.family, ip: remote.ip, port: remote.port }),
-          StunAttribute.data(data)
-        ]),
-        { fingerprint: true, validate: false }
-      )
-      if (Either.isLeft(bytes)) return drop("bad-indication")
-      link.send(bytes.right)
+      const bytes = encodeDataIndication(state, remote, data)
+      if (bytes === undefined) return drop("bad-indication")
+      link.send(bytes)
     }
     relayed(toClient, data.length)
   } catch {
@@ -1360,17 +1578,16 @@ const bindRelayFor = (
           token[7] = id & 0xff
           const key = tokenKey(token)
           yield* next.right.setHandler(() => drop("no-allocation"))
-          state.reservations.set(key, { id, token: key, socket: next.right, scope: nextScope })
-          state.runTimer(
-            id,
-            Effect.zipRight(
-              Effect.sleep(reservationLifetime),
-              Effect.uninterruptible(Effect.suspend(() => {
-                state.reservations.delete(key)
-                return Scope.close(nextScope, Exit.void)
-              }))
-            )
-          )
+          const reservation: Reservation = {
+            kind: "reservation",
+            token: key,
+            socket: next.right,
+            scope: nextScope,
+            expiresAt: state.now() + Duration.toMillis(reservationLifetime),
+            heapIndex: -1
+          }
+          state.reservations.set(key, reservation)
+          schedule(state, reservation)
           return Either.right({ socket: bound.right, scope, token })
         }
         yield* Scope.close(nextScope, Exit.void)
@@ -1458,11 +1675,15 @@ const handleAllocate = (
     second: undefined,
     bandwidth: { tokens: state.maxBytesPerSecond * 1000, at: state.now() },
     scope: undefined,
+    kind: "allocation",
     expiresAt: state.now() + lifetime,
+    heapIndex: -1,
     released: false,
-    permissions: new Map(),
-    channelsByNumber: new Map(),
-    channelsByPeer: new Map()
+    permissions: noPermissions,
+    channelsByNumber: noChannels,
+    channelsByPeer: noChannelsByPeer,
+    lastPeer: undefined,
+    lastSendPeer: undefined
   }
   state.allocations.set(key, allocation)
   state.perUser.set(auth.quotaUser, userCount + 1)
@@ -1475,7 +1696,7 @@ const handleAllocate = (
       if (reservation !== undefined) {
         // RFC 8656 §7.2: the socket reserved by an earlier Allocate with EVEN-PORT R=1; its timer is cancelled.
         state.reservations.delete(reservation.token)
-        state.runTimer(reservation.id, Effect.void)
+        unschedule(state, reservation)
         bound = Either.right({ socket: reservation.socket, scope: reservation.scope, token: undefined })
       } else {
         bound = yield* bindRelayFor(state, family, evenPort)
@@ -1487,8 +1708,8 @@ const handleAllocate = (
         )
         return failAuthenticated(state, link, method, requestCopy, auth, 508)
       }
-      allocation.scope = bound.right.scope
       if (allocation.released) return yield* Scope.close(bound.right.scope, Exit.void)
+      allocation.scope = bound.right.scope
       const socket = bound.right.socket
       const relayedAddress = advertised(state, socket)
       const relayedAttributes = [StunAttribute.xorRelayedAddress(relayedAddress)]
@@ -1508,7 +1729,7 @@ const handleAllocate = (
         } else {
           addressError = StunAttribute.addressErrorCode(secondFamily, 508, reasons[508]!)
         }
-        if (allocation.released) return yield* Scope.close(bound.right.scope, Exit.void)
+        if (allocation.released) return
       }
       allocation.socket = socket
       allocation.relayed = relayedAddress
@@ -1520,15 +1741,21 @@ const handleAllocate = (
         StunAttribute.xorMappedAddress(link.remote),
         ...(bound.right.token === undefined ? [] : [StunAttribute.reservationToken(bound.right.token)])
       ])
-      armTimer(state, allocation)
-      yield* Effect.logDebug("TurnServer: allocation created").pipe(
-        Effect.annotateLogs({
-          client: TransportAddressModule.format(link.remote),
-          relayed: [relayedAddress, ...(allocation.second === undefined ? [] : [allocation.second.relayed])].map(
-            TransportAddressModule.format
-          ).join(" "),
-          username: auth.username
-        })
+      schedule(state, allocation)
+      // Built only when debug logs are on: the annotations cost strings and fiber-ref copies per allocation.
+      yield* Effect.whenLogLevel(
+        Effect.suspend(() =>
+          Effect.logDebug("TurnServer: allocation created").pipe(
+            Effect.annotateLogs({
+              client: TransportAddressModule.format(link.remote),
+              relayed: [relayedAddress, ...(allocation.second === undefined ? [] : [allocation.second.relayed])].map(
+                TransportAddressModule.format
+              ).join(" "),
+              username: auth.username
+            })
+          )
+        ),
+        LogLevel.Debug
       )
     })
   )
@@ -1574,7 +1801,7 @@ const handleRefresh = (
   }
   const lifetime = grantedLifetime(state, requested)
   allocation.expiresAt = state.now() + lifetime
-  armTimer(state, allocation)
+  schedule(state, allocation)
   success(state, link, message.method, request, auth, [StunAttribute.lifetime(Math.floor(lifetime / 1000))])
 }
 
@@ -1585,6 +1812,7 @@ const permit = (state: State, allocation: Allocation, ip: string, now: number): 
     if (allocation.permissions.size >= state.maxPermissions) return false
     gauge(Metrics.turnPermissions, 1)
   }
+  if (allocation.permissions === noPermissions) allocation.permissions = new Map()
   allocation.permissions.set(ip, now + state.permissionLifetime)
   return true
 }
@@ -1619,6 +1847,7 @@ const handleCreatePermission = (
 }
 
 const removeChannel = (allocation: Allocation, channel: Channel): void => {
+  allocation.lastPeer = undefined
   allocation.channelsByNumber.delete(channel.number)
   allocation.channelsByPeer.delete(channel.peerKey)
   gauge(Metrics.turnChannels, -1)
@@ -1672,8 +1901,13 @@ const handleChannelBind = (
   const channel = allocation.channelsByNumber.get(number)
   if (channel === undefined) {
     const created: Channel = { number, peer, peerKey, expiresAt: now + state.channelLifetime }
+    if (allocation.channelsByNumber === noChannels) {
+      allocation.channelsByNumber = new Map()
+      allocation.channelsByPeer = new Map()
+    }
     allocation.channelsByNumber.set(number, created)
     allocation.channelsByPeer.set(peerKey, created)
+    allocation.lastPeer = undefined
     gauge(Metrics.turnChannels, 1)
   } else {
     channel.expiresAt = now + state.channelLifetime
@@ -1711,9 +1945,73 @@ const handleSendIndication = (state: State, key: string, message: StunMessage.De
   if (peer === undefined || data === undefined || message.unknownComprehensionRequired.length > 0) {
     return drop("bad-indication")
   }
-  const permission = allocation.permissions.get(peer.address.ip)
+  relaySend(state, allocation, peer.address, data.value)
+}
+
+/** RFC 8656 §11.5: a Send indication's DATA goes to its XOR-PEER-ADDRESS when a permission for the peer is live. */
+const relaySend = (state: State, allocation: Allocation, peer: SocketAddress, data: Uint8Array): void => {
+  const permission = allocation.permissions.get(peer.ip)
   if (permission === undefined || permission <= state.now()) return drop("no-permission")
-  sendToPeer(state, allocation, data.value, peer.address)
+  sendToPeer(state, allocation, data, peer)
+}
+
+const attributeXorPeerAddress = 0x0012
+const attributeData = 0x0013
+const attributeFingerprint = 0x8028
+
+/**
+ * The common Send indication (RFC 8656 §11.4–§11.5) without the general decoder: exactly one XOR-PEER-ADDRESS (IPv4),
+ * exactly one DATA and an optional FINGERPRINT (last, and correct), nothing else. Anything else (IPv6, other
+ * attributes, a bad FINGERPRINT or layout) returns false and goes through `StunMessage.decode` and
+ * `handleSendIndication`, which then decide exactly as before; for what is handled here they would decide the same.
+ * The header was checked by `handle`.
+ */
+const fastSendIndication = (state: State, key: string, data: Uint8Array): boolean => {
+  const size = data.length
+  let peerAt = -1
+  let dataAt = -1
+  let dataLength = 0
+  let at = StunMessage.headerLength
+  while (at < size) {
+    if (at + 4 > size) return false
+    const type = (data[at]! << 8) | data[at + 1]!
+    const length = (data[at + 2]! << 8) | data[at + 3]!
+    if (type === attributeXorPeerAddress) {
+      if (peerAt >= 0 || length !== 8 || data[at + 5] !== 1) return false
+      peerAt = at + 4
+    } else if (type === attributeData) {
+      if (dataAt >= 0) return false
+      dataAt = at + 4
+      dataLength = length
+    } else if (type === attributeFingerprint) {
+      if (length !== 4 || at + 8 !== size) return false
+      const value = ((data[at + 4]! << 24) | (data[at + 5]! << 16) | (data[at + 6]! << 8) | data[at + 7]!) >>> 0
+      if (StunIntegrity.fingerprintOf(data, at) !== value) return false
+    } else {
+      return false
+    }
+    at += 4 + ((length + 3) & ~3)
+  }
+  if (at !== size || peerAt < 0 || dataAt < 0) return false
+  const allocation = state.allocations.get(key)
+  if (allocation === undefined || allocation.socket === undefined) {
+    drop("no-allocation")
+    return true
+  }
+  const port = ((data[peerAt + 2]! << 8) | data[peerAt + 3]!) ^ (magicCookie >>> 16)
+  const xored = ((data[peerAt + 4]! << 24) | (data[peerAt + 5]! << 16) | (data[peerAt + 6]! << 8) | data[peerAt + 7]!) |
+    0
+  let peer: SocketAddress
+  const cached = allocation.lastSendPeer
+  if (cached !== undefined && cached.xored === xored && cached.port === port) {
+    peer = cached.peer
+  } else {
+    const ip = (xored ^ magicCookie) >>> 0
+    peer = { family: "IPv4", ip: `${ip >>> 24}.${(ip >>> 16) & 0xff}.${(ip >>> 8) & 0xff}.${ip & 0xff}`, port }
+    allocation.lastSendPeer = { xored, port, peer }
+  }
+  relaySend(state, allocation, peer, data.subarray(dataAt, dataAt + dataLength))
+  return true
 }
 
 const dedupe = (types: ReadonlyArray<number>): Array<number> => [...new Set(types)]
@@ -1745,6 +2043,12 @@ const handle = (state: State, link: ClientLink, key: string, data: Uint8Array): 
       link.send(existing.allocateResponse)
       return countRequest(method, 200)
     }
+  }
+  if (
+    cls === StunMessage.StunClass.Indication && method === StunMessage.StunMethod.Send &&
+    fastSendIndication(state, key, data)
+  ) {
+    return
   }
   const decoded = StunMessage.decode(data)
   if (Either.isLeft(decoded)) {
@@ -1991,7 +2295,9 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
       indicationId,
       nextId: 1,
       runTask: () => undefined,
-      runTimer: () => undefined,
+      expiries: [],
+      sleepingUntil: Infinity,
+      wake: Deferred.unsafeMake<void>(FiberId.none),
       network,
       serverScope
     }
@@ -2002,13 +2308,10 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
       })
     )
     const runTask = yield* FiberSet.makeRuntime<never, void, never>()
-    const runTimer = yield* FiberMap.makeRuntime<never, number, never, void>()
     state.runTask = (effect) => {
       runTask(effect)
     }
-    state.runTimer = (id, effect) => {
-      runTimer(id, effect)
-    }
+    yield* Effect.forkScoped(expiryLoop(state))
 
     const udp: Array<TransportAddress> = []
     for (let i = 0; i < listen.length; i++) {
@@ -2016,14 +2319,22 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
       udp.push(socket.local)
       state.listeningEndpoints.add(peerKeyOf(socket.local))
       const prefix = "u" + i + "|"
+      // The key of the last sender is kept: a steady client costs two comparisons, and its key (a string whose hash
+      // V8 has already computed) is looked up without building a new one per datagram.
+      let lastIp = ""
+      let lastPort = -1
+      let lastKey = ""
       yield* socket.setHandler((data, remote) => {
-        const key = prefix + remote.ip + "|" + remote.port
-        const existing = state.allocations.get(key)
-        const link: ClientLink = existing !== undefined ? existing.link : {
-          transport: "udp",
-          remote: { family: remote.family, ip: remote.ip, port: remote.port },
-          send: (bytes) => socket.unsafeSend(bytes, remote)
+        if (remote.port !== lastPort || remote.ip !== lastIp) {
+          lastIp = remote.ip
+          lastPort = remote.port
+          lastKey = prefix + remote.ip + "|" + remote.port
         }
+        const key = lastKey
+        const existing = state.allocations.get(key)
+        const link: ClientLink = existing !== undefined
+          ? existing.link
+          : new UdpLink(socket, { family: remote.family, ip: remote.ip, port: remote.port })
         safeHandle(state, link, key, data)
       })
     }

@@ -3,7 +3,21 @@
  * the port we got) and every wait is bounded with `Effect.timeout`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Cause, Chunk, Deferred, Effect, Exit, Fiber, Option, Ref, Scope, Stream } from "effect"
+import {
+  Cause,
+  Chunk,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  FiberRef,
+  Option,
+  Queue,
+  Ref,
+  Scope,
+  Stream
+} from "effect"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -54,7 +68,37 @@ const recorder = (socket: Network.DatagramSocket) =>
 const errorOf = <A>(effect: Effect.Effect<A, Network.NetworkError, Scope.Scope>) =>
   Effect.flip(effect).pipe(Effect.timeout(wait))
 
+class Greeting extends Context.Tag("test/NodeNetwork/Greeting")<Greeting, string>() {}
+const boundBy = FiberRef.unsafeMake("nobody")
+
 describe("NodeNetwork UDP", () => {
+  it.scopedLive("a handler's effect sees the services and fiber refs of the fiber that bound the socket", () =>
+    Effect.gen(function*() {
+      const network = yield* NodeNetwork.make
+      const seen = yield* Queue.unbounded<string>()
+      const bind = (name: string) =>
+        network.bindUdp({ address: "127.0.0.1" }).pipe(
+          Effect.provideService(Greeting, `hello ${name}`),
+          Effect.locally(boundBy, name)
+        )
+      // Two sockets bound one after another with the same services (they may share a runtime), then another.
+      const sockets = [yield* bind("a"), yield* bind("a"), yield* bind("c")]
+      for (const socket of sockets) {
+        yield* socket.setHandler(() =>
+          Effect.flatMap(
+            Effect.all([Effect.serviceOption(Greeting), FiberRef.get(boundBy)]),
+            ([greeting, who]) => Queue.offer(seen, `${Option.getOrElse(greeting, () => "none")}/${who}`)
+          )
+        )
+      }
+      const results: Array<string> = []
+      for (const socket of sockets) {
+        yield* sockets[0]!.send(bytes(1), to(socket))
+        results.push(yield* Queue.take(seen).pipe(Effect.timeout(wait)))
+      }
+      assert.deepStrictEqual(results, ["hello a/a", "hello a/a", "hello c/c"])
+    }))
+
   it.scopedLive("two IPv4 sockets exchange datagrams both ways with exact bytes and sender addresses", () =>
     Effect.gen(function*() {
       const network = yield* NodeNetwork.make
