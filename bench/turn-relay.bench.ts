@@ -15,7 +15,9 @@
  * - The forwarder (`turn-relay/forwarder.ts`) relays raw datagrams between its two sockets the same way, with no
  *   TURN: it is measured once per round and shown in both tables.
  * - `memory`: a fresh server, 10,000 allocations from 10,000 client sockets (`turn-relay/allocator.ts`), the
- *   server's VmRSS before and after (after a settling pause); (after − before) / allocations made.
+ *   server's VmRSS before and after (after a settling pause); (after − before) / allocations made. The Node servers
+ *   run with `--expose-gc` and collect on SIGUSR2, which the allocator sends before each reading, so the figure is
+ *   live memory (coturn, in C, has nothing to collect).
  *
  * How (the same method as `stun-server.bench.ts`):
  * - Each server runs in its own process, so its CPU time is its own: utime + stime of `/proc/<pid>/stat` (every
@@ -162,7 +164,7 @@ const start = (command: string, args: ReadonlyArray<string>): Started => {
 }
 
 const node = (file: string, args: ReadonlyArray<string>): Started =>
-  start(process.execPath, ["--import", "tsx", here(file), ...args])
+  start(process.execPath, ["--expose-gc", "--import", "tsx", here(file), ...args])
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
@@ -441,7 +443,8 @@ const measureMemory = async (name: TurnServerName, at: Addresses): Promise<Alloc
       concurrency: 128,
       timeoutMs: 1_000,
       attempts: 5,
-      settleMs: 2_000
+      settleMs: 2_000,
+      collectGarbage: name !== "coturn"
     }
     try {
       return await runChild<AllocatorResult>("allocator.ts", config, 120_000, `${name} (memory)`)
@@ -714,7 +717,8 @@ const main = async () => {
     }
     render(table)
     console.log(
-      "KB/allocation: (VmRSS 2 s after the last allocation - VmRSS before the first) / allocations made, in the " +
+      "KB/allocation: (VmRSS 2 s after the last allocation - VmRSS before the first, each read after a full GC in " +
+        "the Node servers) / allocations made, in the " +
         "kB of /proc/<pid>/status (1024 bytes). Kernel socket memory is not in VmRSS. ours/theirs below 1 means " +
         "effect-ice holds less."
     )

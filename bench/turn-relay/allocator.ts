@@ -30,6 +30,12 @@ const rssKb = (pid: number): number => {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 
+/** Asks a Node server to run a full collection (its SIGUSR2 handler calls `gc()`), then gives it time to. */
+const collect = async (pid: number): Promise<void> => {
+  process.kill(pid, "SIGUSR2")
+  await sleep(500)
+}
+
 const run = async (config: AllocatorConfig): Promise<AllocatorResult> => {
   const sockets: Array<Dgram.Socket> = []
   const failures: Record<string, number> = {}
@@ -42,6 +48,7 @@ const run = async (config: AllocatorConfig): Promise<AllocatorResult> => {
   let next = 0
   let rssPeakKb = 0
 
+  if (config.collectGarbage) await collect(config.serverPid)
   const rssBeforeKb = rssKb(config.serverPid)
   rssPeakKb = rssBeforeKb
   const peakTimer = setInterval(() => rssPeakKb = Math.max(rssPeakKb, rssKb(config.serverPid)), 250)
@@ -119,6 +126,7 @@ const run = async (config: AllocatorConfig): Promise<AllocatorResult> => {
   await Promise.all(Array.from({ length: Math.min(config.concurrency, config.count) }, worker))
   const elapsedMs = lastAnswer - started
   await sleep(config.settleMs)
+  if (config.collectGarbage) await collect(config.serverPid)
   const rssAfterKb = rssKb(config.serverPid)
   clearInterval(peakTimer)
   rssPeakKb = Math.max(rssPeakKb, rssAfterKb)

@@ -90,6 +90,11 @@ export interface AllocatorConfig {
   readonly attempts: number
   /** How long to wait, once every allocation is made, before the RSS is read. */
   readonly settleMs: number
+  /**
+   * For a Node server (started with `--expose-gc`, collecting on SIGUSR2): send SIGUSR2 and wait before each RSS
+   * reading, so both readings are of live memory, not of garbage the collector has not reached yet.
+   */
+  readonly collectGarbage: boolean
 }
 
 export interface AllocatorResult {
