@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import * as net from "node:net"
 import { fileURLToPath } from "node:url"
 
@@ -41,6 +41,24 @@ describe("examples", () => {
     assert.match(output, /bob connected: host 127\.0\.0\.1:\d+ -> host 127\.0\.0\.1:\d+"/)
     assert.include(output, "bob got: hello bob")
     assert.include(output, "alice got: hello alice")
+  })
+
+  it("ice-signaling.ts connects two processes over SDP offer/answer and trickled candidates on stdin/stdout", () => {
+    // The offerer prints on stdout; the answerer (its child, whose stdout is the signalling channel) on stderr.
+    const run = spawnSync(tsx, ["examples/ice-signaling.ts"], { cwd: root, encoding: "utf8", timeout: 60_000 })
+    assert.strictEqual(run.status, 0, run.stderr)
+    const offerer = run.stdout
+    const answerer = run.stderr
+    assert.match(offerer, /^offerer: sent offer: ufrag [A-Za-z0-9+/]{4}, \d+ candidates?.*, ice-options trickle$/m)
+    assert.match(answerer, /^answerer: got offer: ufrag [A-Za-z0-9+/]{4}, /m)
+    assert.match(offerer, /^offerer: got answer: ufrag [A-Za-z0-9+/]{4}, /m)
+    // Both sides select the same pair, each from its own end.
+    const mine = /^offerer: selected pair host (127\.0\.0\.1:\d+) -> host (127\.0\.0\.1:\d+)$/m.exec(offerer)
+    assert.isNotNull(mine)
+    assert.include(answerer, `answerer: selected pair host ${mine![2]} -> host ${mine![1]}\n`)
+    assert.include(offerer, "offerer: received \"hello from the answerer\"\n")
+    assert.include(answerer, "answerer: received \"hello from the offerer\"\n")
+    assert.include(offerer, "offerer: answerer exited with code 0\n")
   })
 
   it("`npm start` (effect-ice stun) queries an embedded server and prints the mapped address as JSON too", () => {
