@@ -7,7 +7,7 @@ const root = fileURLToPath(new URL("..", import.meta.url))
 const tsx = fileURLToPath(new URL("../node_modules/.bin/tsx", import.meta.url))
 
 describe("examples", () => {
-  it("stun-codec.ts (what `npm start` runs) decodes, verifies and frames as it says", () => {
+  it("stun-codec.ts decodes, verifies and frames as it says", () => {
     const output = execFileSync(tsx, ["examples/stun-codec.ts"], { cwd: root, encoding: "utf8", timeout: 60_000 })
     assert.include(output, "mapped address: 192.0.2.1:32853")
     assert.include(output, "integrity and fingerprint: valid")
@@ -61,7 +61,7 @@ describe("examples", () => {
     assert.include(offerer, "offerer: answerer exited with code 0\n")
   })
 
-  it("`npm start` (effect-ice stun) queries an embedded server and prints the mapped address as JSON too", () => {
+  it("`effect-ice stun` with no server queries an embedded one and prints the mapped address as JSON too", () => {
     const text = execFileSync(tsx, ["src/bin.ts", "stun"], { cwd: root, encoding: "utf8", timeout: 60_000 })
     assert.match(text, /^embedded STUN server on 127\.0\.0\.1:\d+$/m)
     assert.match(text, /\(udp\): mapped 127\.0\.0\.1:(\d+), rtt [\d.]+ ms, software "effect-ice", from 0\.0\.0\.0:\1$/m)
