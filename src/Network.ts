@@ -172,6 +172,35 @@ export interface BindOptions {
 }
 
 /**
+ * A multicast socket: the group to join and the port to bind; `family` defaults to the group's family, and
+ * `interfaceAddress` (an address of this host) chooses the interface that joins the group and sends to it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MulticastOptions {
+  readonly group: string
+  readonly port: number
+  readonly family?: Family | undefined
+  readonly interfaceAddress?: string | undefined
+}
+
+/**
+ * Whether `ip` is a multicast address: IPv4 224.0.0.0/4 (RFC 5771), IPv6 ff00::/8 (RFC 4291 §2.7).
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isMulticastAddress = (ip: string): boolean => {
+  const dot = ip.indexOf(".")
+  if (dot > 0 && !ip.includes(":")) {
+    const first = Number(ip.slice(0, dot))
+    return first >= 224 && first <= 239
+  }
+  return /^ff[0-9a-f]{2}:/i.test(ip)
+}
+
+/**
  * Where to connect from.
  *
  * @since 0.1.0
@@ -250,6 +279,17 @@ export interface Service {
     options: TlsListenOptions,
     onConnection: (socket: StreamSocket) => Effect.Effect<void, never, Scope.Scope>
   ) => Effect.Effect<StreamListener, NetworkError, Scope.Scope>
+  /**
+   * Binds a UDP socket for IP multicast for the lifetime of the scope: bound to the wildcard address of the group's
+   * family at `port` with address reuse (so several sockets, of this process or others, share the port), joined to
+   * `group` (on `interfaceAddress`, or the system's default interface), with multicast loopback on and a TTL (hop
+   * limit) of 255. A datagram it sends to the group reaches every member socket on the same link, including the
+   * other members on this host and the sender itself; it never crosses a router. Unicast datagrams to the port
+   * reach one of the sockets sharing it. Fails with `InvalidAddress` when `group` is not a multicast address (IPv4
+   * 224.0.0.0/4, IPv6 ff00::/8) of `family`, and usually `AddressNotAvailable` when `interfaceAddress` is not an
+   * address of this host.
+   */
+  readonly bindMulticastUdp: (options: MulticastOptions) => Effect.Effect<DatagramSocket, NetworkError, Scope.Scope>
   /** The host's interface addresses. */
   readonly interfaces: Effect.Effect<ReadonlyArray<NetworkInterface>, NetworkError>
   /**

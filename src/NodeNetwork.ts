@@ -981,6 +981,151 @@ const interfaces: Effect.Effect<ReadonlyArray<Network.NetworkInterface>, Network
 })
 
 // ---------------------------------------------------------------------------------------------------------------
+// UDP multicast
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * `Network.Service.bindMulticastUdp`: a `dgram` socket created with `reuseAddr` (so several sockets, in this process
+ * or in others such as a system mDNS responder, share the port), bound to the family's wildcard at the port, joined
+ * to the group with `addMembership(group, interfaceAddress)`, with `setMulticastLoopback(true)` and
+ * `setMulticastTTL(255)`; with `interfaceAddress`, `setMulticastInterface` makes that interface the one multicast is
+ * sent from too (on Linux, 127.0.0.1 for a group on the loopback interface). Receiving works as for `bindUdp`: one
+ * `message` listener calling the handler synchronously, up to `Network.maxPendingDatagrams` kept until the first
+ * `setHandler`, IPv6 senders canonicalized. Self-contained on purpose: it shares no state with `bindUdp`.
+ */
+const bindMulticastUdp = Effect.fn("NodeNetwork.bindMulticastUdp", { captureStackTrace: false })(function*(
+  options: Network.MulticastOptions
+) {
+  const invalid = (address: string) =>
+    new Network.NetworkError({ reason: "InvalidAddress", operation: "bind", address })
+  const group = canonicalIp(options.group)
+  if (
+    Option.isNone(group) || !Network.isMulticastAddress(group.value.ip) ||
+    (options.family !== undefined && options.family !== group.value.family)
+  ) {
+    return yield* invalid(options.group)
+  }
+  const family = group.value.family
+  const port = options.port
+  if (!(Number.isInteger(port) && port >= 1 && port <= 65535)) return yield* invalid(hostPort(group.value.ip, port))
+  const iface = options.interfaceAddress
+  if (iface !== undefined) {
+    const canonical = canonicalIp(stripZone(iface))
+    if (Option.isNone(canonical) || canonical.value.family !== family) return yield* invalid(iface)
+  }
+  const wildcard = family === "IPv6" ? "::" : "0.0.0.0"
+  const where = hostPort(group.value.ip, port)
+  const handlers = yield* FiberSet.make<void, never>()
+  const run = yield* FiberSet.runtime(handlers)<never>()
+  let handler: Network.DatagramHandler | undefined
+  let pending: Array<Network.Datagram> | undefined = []
+  let closed = false
+  let sendFailures = 0
+  const onMessage = (data: Buffer, rinfo: Dgram.RemoteInfo): void => {
+    const remote: SocketAddress = {
+      family,
+      ip: family === "IPv6" ? canonicalOr(rinfo.address) : rinfo.address,
+      port: rinfo.port
+    }
+    if (handler !== undefined) deliverDatagram(handler, data, remote, run)
+    else if (pending !== undefined && pending.length < Network.maxPendingDatagrams) pending.push({ data, remote })
+  }
+  const socket = yield* Effect.acquireRelease(
+    Effect.async<Dgram.Socket, Network.NetworkError>((resume) => {
+      const socket = Dgram.createSocket(
+        family === "IPv6" ? { type: "udp6", reuseAddr: true, ipv6Only: true } : { type: "udp4", reuseAddr: true }
+      )
+      let settled = false
+      const fail = (error: unknown): void => {
+        if (settled) return
+        settled = true
+        closeQuietly(socket)
+        resume(Effect.fail(toNetworkError(error, "bind", where)))
+      }
+      // Stays for the socket's life: an 'error' event without a listener would crash the process.
+      socket.on("error", fail)
+      socket.on("message", onMessage)
+      try {
+        socket.bind({ address: wildcard, port }, () => {
+          try {
+            socket.addMembership(group.value.ip, iface)
+            socket.setMulticastLoopback(true)
+            socket.setMulticastTTL(255)
+            if (iface !== undefined) socket.setMulticastInterface(iface)
+          } catch (error) {
+            return fail(error)
+          }
+          settled = true
+          resume(Effect.succeed(socket))
+        })
+      } catch (error) {
+        fail(error)
+      }
+      return Effect.sync(() => {
+        if (!settled) closeQuietly(socket)
+      })
+    }),
+    (socket) =>
+      Effect.sync(() => {
+        closed = true
+        handler = undefined
+        pending = undefined
+        closeQuietly(socket)
+      })
+  )
+  const local: TransportAddress = { family, ip: wildcard, port: socket.address().port, transport: "udp" }
+  const check = (to: SocketAddress): Network.NetworkError | undefined =>
+    closed
+      ? closedError("send", hostPort(to.ip, to.port))
+      : to.family !== family
+      ? invalid(hostPort(to.ip, to.port))
+      : undefined
+  const datagramSocket: Network.DatagramSocket = {
+    local,
+    send: (data, to) =>
+      Effect.async<void, Network.NetworkError>((resume) => {
+        const error = check(to)
+        if (error !== undefined) return resume(Effect.fail(error))
+        try {
+          socket.send(data, to.port, to.ip, (cause) =>
+            resume(
+              cause === null || cause === undefined
+                ? Effect.void
+                : Effect.fail(toNetworkError(cause, "send", hostPort(to.ip, to.port)))
+            ))
+        } catch (cause) {
+          resume(Effect.fail(toNetworkError(cause, "send", hostPort(to.ip, to.port))))
+        }
+      }),
+    unsafeSend: (data, to) => {
+      if (check(to) !== undefined) {
+        sendFailures++
+        return
+      }
+      try {
+        socket.send(data, to.port, to.ip, (cause) => {
+          if (cause !== null && cause !== undefined) sendFailures++
+        })
+      } catch {
+        sendFailures++
+      }
+    },
+    setHandler: (next) =>
+      Effect.sync(() => {
+        if (closed) return
+        handler = next
+        const queued = pending
+        pending = undefined
+        if (queued !== undefined) {
+          for (const datagram of queued) deliverDatagram(next, datagram.data, datagram.remote, run)
+        }
+      }),
+    sendFailures: () => sendFailures
+  }
+  return datagramSocket
+})
+
+// ---------------------------------------------------------------------------------------------------------------
 // Service
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -993,6 +1138,7 @@ const interfaces: Effect.Effect<ReadonlyArray<Network.NetworkInterface>, Network
  */
 export const make: Effect.Effect<Network.Service> = Effect.sync(() => ({
   bindUdp,
+  bindMulticastUdp,
   connectTcp,
   connectTls,
   listenTcp,

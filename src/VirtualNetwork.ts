@@ -62,6 +62,16 @@
  * receiving socket. IPv4 and IPv6 are separate port spaces; a wildcard bind conflicts with a specific bind of the
  * same family and port, as on Linux without `SO_REUSEADDR`.
  *
+ * Multicast. `bindMulticastUdp` binds the family's wildcard at a port with address reuse (any number of multicast
+ * sockets share the port; a plain socket on it conflicts both ways) and joins a group. A datagram any UDP socket
+ * sends to a multicast address reaches every host of the sender's own network that has a socket joined to that
+ * group and port — the hosts of its site's private network, or the public hosts for a public sender — and there
+ * every joined socket, the sender's host and socket included (loopback, 0 ms). It is never forwarded by a router,
+ * so it never crosses a NAT (link-local scope, as 224.0.0.251 and ff02::fb are). Each copy costs the sender's
+ * access link (crossed once for all copies), the network's link (the internet's, per copy) and the receiver's
+ * access link, with their loss, jitter and MTU. A unicast datagram to a port held only by multicast sockets goes
+ * to the first one bound.
+ *
  * TCP is simulated as segments (SYN, SYN-ACK, DATA, FIN, RST), each routed like a datagram: `connectTcp` completes
  * after one round trip, or fails with `ConnectionRefused` after one round trip when nothing listens (the RST), or
  * with `ConnectFailed` after `connectTimeout` (default 30 s) when no answer comes; the listener accepts on the
@@ -651,6 +661,18 @@ interface UdpEndpoint {
   sendFailures: number
 }
 
+/** A multicast socket: a UDP endpoint bound to the wildcard with address reuse, joined to `group`. */
+interface MulticastEndpoint extends UdpEndpoint {
+  readonly group: string
+}
+
+/** Key of a multicast group and port, in `Simulation.multicastMembers`. */
+const groupKey = (group: string, port: number): string => group + "|" + port
+
+/** The UDP ports in use on a host: plain sockets and multicast sockets. */
+const udpPortsInUse = (host: HostState): { has(key: string): boolean } =>
+  host.udpShared.size === 0 ? host.udp : { has: (key) => host.udp.has(key) || host.udpShared.has(key) }
+
 interface TcpListener {
   readonly key: string
   readonly local: TransportAddress.TransportAddress
@@ -688,6 +710,8 @@ interface HostState {
   readonly udp: Map<string, UdpEndpoint>
   /** Keys of UDP sockets that closed and were not bound again, to tell `SocketClosed` from `PortUnreachable`. */
   readonly udpClosed: Set<string>
+  /** Multicast sockets (bound with address reuse), by `portKey` of the family's wildcard and the port. */
+  readonly udpShared: Map<string, Array<MulticastEndpoint>>
   readonly tcpListeners: Map<string, TcpListener>
   readonly tcpClosed: Set<string>
   /** TCP port reservations (listeners and client connections), by `portKey`, with a count. */
@@ -935,6 +959,8 @@ class Simulation {
   /** Every address in canonical form, to skip canonicalizing destinations that are already canonical. */
   readonly knownIps = new Set<string>()
   readonly queue = new ArrivalQueue()
+  /** The hosts with a multicast socket joined to a group and port, by `groupKey`. */
+  readonly multicastMembers = new Map<string, Set<HostState>>()
   seq = 0
   /** The instant the delivery fiber will next wake (Infinity when it is not sleeping on anything). */
   armedAt = Infinity
@@ -1290,6 +1316,7 @@ class Simulation {
 
   arriveUdp(host: HostState, packet: Packet): void {
     const to = packet.destination
+    if (host.udpShared.size > 0 && this.arriveShared(host, packet)) return
     const endpoint = host.udp.get(portKey(to.ip, to.port)) ?? host.udp.get(portKey(wildcardOf(to.family), to.port))
     if (endpoint === undefined) {
       const closed = host.udpClosed.has(portKey(to.ip, to.port)) ||
@@ -1565,6 +1592,7 @@ class Simulation {
         link,
         udp: new Map(),
         udpClosed: new Set(),
+        udpShared: new Map(),
         tcpListeners: new Map(),
         tcpClosed: new Set(),
         tcpPorts: new Map(),
@@ -1587,6 +1615,7 @@ class Simulation {
         site: options.site,
         network: {
           bindUdp: (bind) => this.bindUdp(state, bind),
+          bindMulticastUdp: (options) => this.bindMulticastUdp(state, options),
           connectTcp: (remote, connect) => this.connectTcp(state, remote, connect),
           // The simulator does not encrypt: a TLS connection is a plain TCP connection, and no certificate is checked.
           connectTls: (remote, connect) => this.connectTcp(state, remote, connect),
@@ -1726,7 +1755,7 @@ class Simulation {
       const randomStart = range === undefined ? 0 : yield* this.random.nextIntBetween(range[0], range[1] + 1)
       const handlers = yield* FiberSet.make<void, never>()
       const run = yield* FiberSet.runtime(handlers)<never>()
-      const port = allocatePort(host.udp, host, "udp", local, options?.port, range, randomStart, "bind")
+      const port = allocatePort(udpPortsInUse(host), host, "udp", local, options?.port, range, randomStart, "bind")
       if (port instanceof Network.NetworkError) return yield* port
       const endpoint: UdpEndpoint = {
         key: portKey(local.ip, port),
@@ -1795,8 +1824,177 @@ class Simulation {
     if (data.length > maxUdpPayload(family)) {
       return networkError("MessageTooLarge", "send", TransportAddress.format(destination))
     }
+    if (!this.knownIps.has(destination.ip) && Network.isMulticastAddress(destination.ip)) {
+      this.multicast(host, { protocol: "udp", kind: "datagram", source, destination, data: data.slice() })
+      return undefined
+    }
     this.transmit(host, { protocol: "udp", kind: "datagram", source, destination, data: data.slice() })
     return undefined
+  }
+
+  // --- UDP multicast ----------------------------------------------------------
+
+  /**
+   * Sends a datagram to a multicast group: one copy to every host of the sender's network (its site's private
+   * network, or the internet for a public host) with a socket joined to the group and port, the sender's own host
+   * included (multicast loopback, 0 ms). The sender's access link is crossed once for all remote copies; the
+   * network's link (the internet's) and each receiver's access link once per copy. Never forwarded by a router.
+   */
+  multicast(from: HostState, packet: Packet): void {
+    if (this.closed) return
+    this.sent++
+    if (this.tracing) this.traceEvent("sent", packet, from.name)
+    const members = this.multicastMembers.get(groupKey(packet.destination.ip, packet.destination.port))
+    if (members === undefined) return
+    const realm = from.realm
+    const at = this.now()
+    let senderDelay: number | undefined
+    for (const member of members) {
+      if (member.realm !== realm) continue
+      let delay = 0
+      if (member !== from) {
+        if (senderDelay === undefined) senderDelay = this.linkDelay(from.link, packet, at)
+        if (senderDelay < 0) continue
+        delay = senderDelay
+        if (realm.link !== undefined) {
+          const d = this.linkDelay(realm.link, packet, at)
+          if (d < 0) continue
+          delay += d
+        }
+        const d = this.linkDelay(member.link, packet, at)
+        if (d < 0) continue
+        delay += d
+      }
+      const arrival = at + delay
+      this.queue.push({ at: arrival, seq: this.seq++, node: member, inbound: false, packet, flow: undefined })
+      if (!this.draining && arrival < this.armedAt) this.arm()
+    }
+  }
+
+  /**
+   * A datagram for a host that has multicast sockets: to a group, it goes to each of the host's sockets joined to
+   * that group and port (each its own copy of the bytes); to a unicast address, to the first open multicast socket
+   * on the port when no plain socket has it. Returns whether it was handled here.
+   */
+  arriveShared(host: HostState, packet: Packet): boolean {
+    const to = packet.destination
+    const shared = host.udpShared.get(portKey(wildcardOf(to.family), to.port))
+    if (shared === undefined) return false
+    if (this.knownIps.has(to.ip) || !Network.isMulticastAddress(to.ip)) {
+      if (host.udp.has(portKey(to.ip, to.port))) return false
+      this.deliverTo(host, shared[0]!, packet, packet.data)
+      return true
+    }
+    let copies = 0
+    for (const endpoint of shared) {
+      if (endpoint.group !== to.ip) continue
+      this.deliverTo(host, endpoint, packet, copies++ === 0 ? packet.data : packet.data.slice())
+    }
+    if (copies === 0) this.drop(packet, "PortUnreachable", host.name)
+    return true
+  }
+
+  /** Hands a datagram to one socket: its handler, or its queue while it has none. */
+  deliverTo(host: HostState, endpoint: UdpEndpoint, packet: Packet, data: Uint8Array): void {
+    const handler = endpoint.handler
+    if (handler === undefined) {
+      if (endpoint.pending.length >= Network.maxPendingDatagrams) {
+        this.drop(packet, "ReceiveBufferFull", host.name)
+        return
+      }
+      this.deliveredPacket(host, packet)
+      endpoint.pending.push({ data, remote: packet.source })
+      return
+    }
+    this.deliveredPacket(host, packet)
+    callDatagramHandler(endpoint.run, handler, data, packet.source)
+  }
+
+  bindMulticastUdp(
+    host: HostState,
+    options: Network.MulticastOptions
+  ): Effect.Effect<Network.DatagramSocket, Network.NetworkError, Scope.Scope> {
+    return Effect.gen(this, function*() {
+      const canonical = TransportAddress.canonicalIp(options.group)
+      if (
+        Option.isNone(canonical) || !Network.isMulticastAddress(canonical.value.ip) ||
+        (options.family !== undefined && options.family !== canonical.value.family)
+      ) {
+        return yield* networkError("InvalidAddress", "bind", options.group)
+      }
+      const { family, ip: group } = canonical.value
+      const port = options.port
+      if (!isValidPort(port)) return yield* networkError("InvalidAddress", "bind", `${group} port ${port}`)
+      let sourceIp = firstAddress(host, family)
+      if (options.interfaceAddress !== undefined) {
+        const local = resolveLocal(host, options.interfaceAddress, family, "bind")
+        if (local instanceof Network.NetworkError) return yield* local
+        if (!local.wildcard) sourceIp = local.ip
+      }
+      if (sourceIp === undefined) return yield* networkError("AddressNotAvailable", "bind", wildcardOf(family))
+      const wildcard = wildcardOf(family)
+      if (!isPortFree(host.udp, host, family, wildcard, port)) {
+        return yield* networkError("AddressInUse", "bind", TransportAddress.format({ family, ip: wildcard, port }))
+      }
+      const handlers = yield* FiberSet.make<void, never>()
+      const run = yield* FiberSet.runtime(handlers)<never>()
+      const endpoint: MulticastEndpoint = {
+        key: portKey(wildcard, port),
+        local: { family, ip: wildcard, port, transport: "udp" },
+        source: { family, ip: sourceIp, port },
+        run,
+        handler: undefined,
+        pending: [],
+        closed: false,
+        sendFailures: 0,
+        group
+      }
+      const shared = host.udpShared.get(endpoint.key)
+      if (shared === undefined) host.udpShared.set(endpoint.key, [endpoint])
+      else shared.push(endpoint)
+      const key = groupKey(group, port)
+      const members = this.multicastMembers.get(key)
+      if (members === undefined) this.multicastMembers.set(key, new Set([host]))
+      else members.add(host)
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          endpoint.closed = true
+          endpoint.handler = undefined
+          endpoint.pending = []
+          const list = host.udpShared.get(endpoint.key)
+          if (list === undefined) return
+          const rest = list.filter((e) => e !== endpoint)
+          if (rest.length === 0) host.udpShared.delete(endpoint.key)
+          else host.udpShared.set(endpoint.key, rest)
+          if (!rest.some((e) => e.group === group)) {
+            const set = this.multicastMembers.get(key)
+            set?.delete(host)
+            if (set?.size === 0) this.multicastMembers.delete(key)
+          }
+        })
+      )
+      const socket: Network.DatagramSocket = {
+        local: endpoint.local,
+        send: (data, to) =>
+          Effect.suspend(() => {
+            const error = this.sendDatagram(host, endpoint, data, to)
+            return error === undefined ? Effect.void : Effect.fail(error)
+          }),
+        unsafeSend: (data, to) => {
+          if (this.sendDatagram(host, endpoint, data, to) !== undefined) endpoint.sendFailures++
+        },
+        setHandler: (handler) =>
+          Effect.sync(() => {
+            if (endpoint.closed) return
+            endpoint.handler = handler
+            const pending = endpoint.pending
+            endpoint.pending = []
+            for (const datagram of pending) callDatagramHandler(run, handler, datagram.data, datagram.remote)
+          }),
+        sendFailures: () => endpoint.sendFailures
+      }
+      return socket
+    })
   }
 
   // --- TCP ------------------------------------------------------------------

@@ -136,6 +136,14 @@ export * as NatBehavior from "./NatBehavior.js"
 export * as NatDiscovery from "./NatDiscovery.js"
 
 /**
+ * mDNS names for ICE host candidates (draft-ietf-mmusic-mdns-ice-candidates): random `<uuid>.local` names, a
+ * responder and a resolver (RFC 6762 §5, §6, §8.3, §10; RFC 1035 §4.1 message format).
+ *
+ * @since 0.1.0
+ */
+export * as Mdns from "./Mdns.js"
+
+/**
  * TURN credentials: static long-term users and TURN REST API ephemeral credentials.
  *
  * @since 0.1.0
