@@ -21,6 +21,7 @@ import * as TurnChannelData from "../src/TurnChannelData.js"
 import * as TurnClient from "../src/TurnClient.js"
 import * as TurnServer from "../src/TurnServer.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
+import { advanceTo, run } from "./virtualTime.js"
 
 const serverIp = "192.0.2.1"
 const relayIp = "192.0.2.10"
@@ -111,23 +112,7 @@ const turnClient = (host: VirtualNetwork.Host, username = "alice", password = "s
     return { socket, client, session, data, request }
   })
 
-/** Runs `effect` in a fiber and moves the clock until it is done (at most `limit`). */
-const run = <A, E, R>(effect: Effect.Effect<A, E, R>, step: Duration.DurationInput = "10 millis", limit = 200) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    for (let i = 0; i < limit; i++) {
-      yield* TestClock.adjust(step)
-      const done = yield* Fiber.poll(fiber)
-      if (done._tag === "Some") return yield* done.value
-    }
-    return yield* Fiber.join(fiber)
-  })
-
 const now = Clock.currentTimeMillis
-
-/** Moves the clock to `ms` (absolute virtual time). */
-const advanceTo = (ms: number) =>
-  Effect.flatMap(Clock.currentTimeMillis, (t) => TestClock.adjust(Duration.millis(Math.max(0, ms - t))))
 
 const errorCodeOf = <A>(effect: Effect.Effect<A, StunTransaction.StunTransactionError>) =>
   Effect.map(

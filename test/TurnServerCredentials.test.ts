@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { Duration } from "effect"
-import { Clock, Effect, Either, Exit, Fiber, Option, Scope, TestClock } from "effect"
+import { Clock, Effect, Either, Exit, Option, Scope, TestClock } from "effect"
 import * as Network from "../src/Network.js"
 import * as StunAttribute from "../src/StunAttribute.js"
 import * as StunMessage from "../src/StunMessage.js"
@@ -14,6 +14,7 @@ import type { SocketAddress } from "../src/TransportAddress.js"
 import * as TurnClient from "../src/TurnClient.js"
 import * as TurnServer from "../src/TurnServer.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
+import { run } from "./virtualTime.js"
 
 const serverIp = "192.0.2.1"
 const relayIp = "192.0.2.10"
@@ -34,17 +35,6 @@ const setup = (credentials: TurnServer.Options["credentials"], extra: Partial<Tu
       ...extra
     }).pipe(Effect.provideService(Network.Network, serverHost.network))
     return { clientHost, turn }
-  })
-
-const run = <A, E, R>(effect: Effect.Effect<A, E, R>, step: Duration.DurationInput = "10 millis", limit = 500) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    for (let i = 0; i < limit; i++) {
-      yield* TestClock.adjust(step)
-      const done = yield* Fiber.poll(fiber)
-      if (done._tag === "Some") return yield* done.value
-    }
-    return yield* Fiber.join(fiber)
   })
 
 /** Allocate with a long-term session; the STUN code (200 on success) and when the answer came. */

@@ -5,7 +5,6 @@
  * `NodeNetwork`.
  */
 import { assert, describe, it } from "@effect/vitest"
-import type { Duration } from "effect"
 import { Chunk, Effect, Either, Exit, Fiber, Queue, Scope, Stream, TestClock } from "effect"
 import * as Network from "../src/Network.js"
 import * as NodeNetwork from "../src/NodeNetwork.js"
@@ -16,6 +15,7 @@ import type { SocketAddress } from "../src/TransportAddress.js"
 import * as TurnClient from "../src/TurnClient.js"
 import * as TurnServer from "../src/TurnServer.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
+import { run } from "./virtualTime.js"
 
 const serverIp = "192.0.2.1"
 const relay4 = "192.0.2.10"
@@ -43,18 +43,6 @@ const setup = (options: Partial<TurnServer.Options> = {}) =>
       ...options
     }).pipe(Effect.provideService(Network.Network, serverHost.network))
     return { world, serverHost, clientHost, peer4Host, peer6Host, turn }
-  })
-
-/** Runs `effect` in a fiber and moves the clock by `step` until it is done. */
-const run = <A, E, R>(effect: Effect.Effect<A, E, R>, step: Duration.DurationInput = "10 millis", limit = 300) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    for (let i = 0; i < limit; i++) {
-      yield* TestClock.adjust(step)
-      const done = yield* Fiber.poll(fiber)
-      if (done._tag === "Some") return yield* done.value
-    }
-    return yield* Fiber.join(fiber)
   })
 
 /** A UDP socket that records what arrives. */

@@ -5,8 +5,7 @@
  * second's worth and refill continuously from Effect's clock, so the counts below are exact.
  */
 import { assert, describe, it } from "@effect/vitest"
-import type { Duration } from "effect"
-import { Effect, Either, Fiber, Metric, TestClock } from "effect"
+import { Effect, Either, Metric, TestClock } from "effect"
 import * as Metrics from "../src/Metrics.js"
 import * as Network from "../src/Network.js"
 import * as StunAttribute from "../src/StunAttribute.js"
@@ -16,6 +15,7 @@ import type { SocketAddress } from "../src/TransportAddress.js"
 import * as TurnChannelData from "../src/TurnChannelData.js"
 import * as TurnServer from "../src/TurnServer.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
+import { run } from "./virtualTime.js"
 
 const serverIp = "192.0.2.1"
 const relayIp = "192.0.2.10"
@@ -41,17 +41,6 @@ const setup = (options: Partial<TurnServer.Options>) =>
       ...options
     }).pipe(Effect.provideService(Network.Network, serverHost.network))
     return { world, serverHost, clientHost, client2Host, peerHost, turn }
-  })
-
-const run = <A, E>(effect: Effect.Effect<A, E>, step: Duration.DurationInput = "10 millis", limit = 200) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    for (let i = 0; i < limit; i++) {
-      yield* TestClock.adjust(step)
-      const done = yield* Fiber.poll(fiber)
-      if (done._tag === "Some") return yield* done.value
-    }
-    return yield* Fiber.join(fiber)
   })
 
 const counter = (metric: typeof Metrics.turnDrops, key: string, value: string) =>

@@ -10,7 +10,7 @@
  *   goes through the decoder (relayed when valid).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Either, Fiber, Metric, Supervisor, TestClock } from "effect"
+import { Effect, Either, Metric, Supervisor, TestClock } from "effect"
 import * as Metrics from "../src/Metrics.js"
 import * as Network from "../src/Network.js"
 import * as StunAttribute from "../src/StunAttribute.js"
@@ -19,6 +19,7 @@ import * as StunTransaction from "../src/StunTransaction.js"
 import type { SocketAddress } from "../src/TransportAddress.js"
 import * as TurnServer from "../src/TurnServer.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
+import { advanceTo, run } from "./virtualTime.js"
 
 const serverIp = "192.0.2.1"
 const relayIp = "192.0.2.10"
@@ -66,21 +67,6 @@ const turnClient = (host: VirtualNetwork.Host) =>
       client.request(server, { method, attributes }, { credentials: session })
     return { socket, client, request, indications }
   })
-
-/** Runs `effect` in a fiber and moves the clock until it is done. */
-const run = <A, E, R>(effect: Effect.Effect<A, E, R>, step: Duration.DurationInput = "10 millis", limit = 200) =>
-  Effect.gen(function*() {
-    const fiber = yield* Effect.fork(effect)
-    for (let i = 0; i < limit; i++) {
-      yield* TestClock.adjust(step)
-      const done = yield* Fiber.poll(fiber)
-      if (done._tag === "Some") return yield* done.value
-    }
-    return yield* Fiber.join(fiber)
-  })
-
-const advanceTo = (ms: number) =>
-  Effect.flatMap(Clock.currentTimeMillis, (t) => TestClock.adjust(Duration.millis(Math.max(0, ms - t))))
 
 const dropped = (reason: string) =>
   Effect.map(Metric.value(Metrics.turnDrops.pipe(Metric.tagged("reason", reason))), (state) => state.count)
