@@ -27,18 +27,17 @@
  *
  * Run: `npm run bench` (or `npx tsx bench/stun-server.bench.ts`).
  */
-import { spawn, spawnSync } from "node:child_process"
-import type { ChildProcess } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as Dgram from "node:dgram"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { fileURLToPath } from "node:url"
 import { coturnBinary, freeUdpTcpPort, peerAvailability, pickLoopbackAddresses } from "../test/interop/peers.js"
+import type { Started } from "./processes.js"
+import { children, exited, isRunning, root, start, stop } from "./processes.js"
 import type { LoadConfig, LoadResult, ServerReady } from "./stun-server/protocol.js"
 
-const root = Path.resolve(Path.dirname(fileURLToPath(import.meta.url)), "..")
 const here = (file: string) => Path.join(root, "bench", "stun-server", file)
 
 const envNumber = (name: string, fallback: number): number => {
@@ -70,67 +69,6 @@ const servers = selected.length === 0
 // ---------------------------------------------------------------------------------------------------------------
 // Children
 // ---------------------------------------------------------------------------------------------------------------
-
-const children = new Set<ChildProcess>()
-
-const isRunning = (child: ChildProcess) => child.exitCode === null && child.signalCode === null
-
-const signal = (child: ChildProcess, name: NodeJS.Signals): void => {
-  if (child.pid === undefined || !isRunning(child)) return
-  try {
-    process.kill(child.pid, name)
-  } catch {
-    // it exited in between
-  }
-}
-
-const exited = (child: ChildProcess, ms: number): Promise<boolean> =>
-  !isRunning(child) ? Promise.resolve(true) : new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms)
-    child.once("exit", () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
-
-/** SIGTERM, then SIGKILL after 2 s; waits (bounded) for the exit. */
-const stop = async (child: ChildProcess): Promise<void> => {
-  signal(child, "SIGTERM")
-  if (!(await exited(child, 2_000))) {
-    signal(child, "SIGKILL")
-    await exited(child, 5_000)
-  }
-  children.delete(child)
-}
-
-process.once("exit", () => {
-  for (const child of children) signal(child, "SIGKILL")
-})
-for (const name of ["SIGINT", "SIGTERM"] as const) {
-  process.once(name, () => {
-    for (const child of children) signal(child, "SIGKILL")
-    process.exit(130)
-  })
-}
-
-interface Started {
-  readonly child: ChildProcess
-  readonly stdout: () => string
-  readonly stderr: () => string
-}
-
-const start = (command: string, args: ReadonlyArray<string>): Started => {
-  const child = spawn(command, args, { cwd: root, stdio: ["ignore", "pipe", "pipe"] })
-  children.add(child)
-  let stdout = ""
-  let stderr = ""
-  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => stdout += chunk)
-  child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
-    if (stderr.length < 64 * 1024) stderr += chunk
-  })
-  child.once("error", (error) => stderr += `spawn error: ${error.message}\n`)
-  return { child, stdout: () => stdout, stderr: () => stderr }
-}
 
 const node = (file: string, args: ReadonlyArray<string>): Started =>
   start(process.execPath, ["--import", "tsx", here(file), ...args])
