@@ -63,6 +63,15 @@
  *   one (the pair fails at once: only the peer can connect, §6.2); a request arriving on an accepted connection
  *   teaches a peer-reflexive active remote candidate whose pair is checked back over that connection. Checks and
  *   data are RFC 4571-framed on the connection.
+ * - mDNS host candidates (draft-ietf-mmusic-mdns-ice-candidates, the `mdns` option with an `Mdns` engine): with
+ *   `publish`, each host candidate is signalled as the `<uuid>.local` name the engine registers for its IP (§3.1.1,
+ *   one name per IP), and server-reflexive and relayed ones with `raddr 0.0.0.0 rport 0` (as Chrome and Firefox do);
+ *   the checklist keeps the real addresses. A remote `.local` candidate (§3.2.1) is resolved in a fiber of its
+ *   generation (one resolution per name, at most {@link maxConcurrentMdnsResolutions} at once) and then added with
+ *   the IP; one that does not resolve, or arrives at an agent without an engine, is dropped and logged as an
+ *   {@link MdnsCandidateDropped} (`droppedCandidates`). End-of-candidates counts only once no name is pending, so
+ *   the agent does not fail while a resolution may still give it a pair. The option lives on the agent, not the
+ *   gatherer: the gatherer's candidates are the real ones, and only what is signalled is hidden.
  *
  * Closing the agent's scope interrupts every fiber, closes every socket and releases every TURN allocation.
  *
@@ -90,6 +99,7 @@ import * as IceCandidate from "./IceCandidate.js"
 import * as IceChecklist from "./IceChecklist.js"
 import * as IceGatherer from "./IceGatherer.js"
 import type * as IceUdpMux from "./IceUdpMux.js"
+import type * as Mdns from "./Mdns.js"
 import * as Metrics from "./Metrics.js"
 import type * as Network from "./Network.js"
 import * as PacketDemux from "./PacketDemux.js"
@@ -335,6 +345,51 @@ export interface Options extends IceGatherer.Options {
    * the agent's only host base (server-reflexive and relayed candidates are gathered as usual).
    */
   readonly mux?: IceUdpMux.IceUdpMux | undefined
+  /**
+   * mDNS host-candidate names (draft-ietf-mmusic-mdns-ice-candidates): with `service`, the peer's `<uuid>.local`
+   * candidates are resolved (§3.2.1) before they are paired; with `publish` too, each host candidate is signalled
+   * under the `<uuid>.local` name registered for its IP (one name per IP, §3.1.1) and server-reflexive and relayed
+   * candidates are signalled with `raddr 0.0.0.0 rport 0`, as browsers do. The agent pairs and checks with the real
+   * addresses. Without it, remote `.local` candidates are dropped (`NoResolver`).
+   */
+  readonly mdns?: MdnsOptions | undefined
+}
+
+/**
+ * The mDNS side of an agent: the engine, and whether to publish our host candidates under its names.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MdnsOptions {
+  readonly service: Mdns.Service
+  /** Signal host candidates as `<uuid>.local` names (default false: resolve the peer's only). */
+  readonly publish?: boolean | undefined
+}
+
+/**
+ * The most mDNS names an agent resolves at once; more wait for a slot.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxConcurrentMdnsResolutions = 8
+
+/**
+ * A remote `.local` candidate the agent dropped: no mDNS service (`NoResolver`), or the name did not resolve
+ * (`Timeout`, `InvalidName`, from `Mdns.MdnsResolveError`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class MdnsCandidateDropped extends Data.TaggedError("MdnsCandidateDropped")<{
+  readonly reason: "NoResolver" | "Timeout" | "InvalidName"
+  readonly name: string
+  readonly candidate: string
+}> {
+  override get message(): string {
+    return `mDNS candidate ${this.candidate} dropped (${this.reason})`
+  }
 }
 
 /**
@@ -411,6 +466,8 @@ export interface IceAgent {
   readonly connected: Effect.Effect<SelectedPair, IceFailed | ConsentExpired>
   /** The error the agent failed with, if it did. */
   readonly failure: Effect.Effect<Option.Option<IceFailed | ConsentExpired>>
+  /** The remote `.local` candidates dropped so far (every generation), and why. */
+  readonly droppedCandidates: Effect.Effect<ReadonlyArray<MdnsCandidateDropped>>
   /** The current checklist's pairs (for inspection). */
   readonly pairs: Effect.Effect<ReadonlyArray<IceChecklist.Pair>>
   /** Sends application data on the selected pair. */
@@ -525,6 +582,8 @@ interface Generation {
   readonly remotes: Map<string, IceCandidate.Candidate>
   /** Candidates that came with a ufrag before that ufrag's credentials. */
   readonly pending: Array<{ readonly candidate: IceCandidate.Candidate; readonly ufrag: string }>
+  /** Remote `.local` candidates waiting on a resolution, by lower-cased name. */
+  readonly resolving: Map<string, Array<IceCandidate.Candidate>>
   readonly triggered: Array<Triggered>
   readonly validOf: Map<string, string>
   /** The local candidate whose address a valid pair's check was answered with (a srflx, not its base). */
@@ -652,6 +711,8 @@ export const make = (
     /** Control-plane work that must not run in (and be interrupted with) the fiber that starts it. */
     const background = yield* FiberSet.make<void, never>()
     let failure: IceFailed | ConsentExpired | undefined
+    const droppedCandidates: Array<MdnsCandidateDropped> = []
+    const mdnsSlots = yield* Effect.makeSemaphore(maxConcurrentMdnsResolutions)
     let closed = false
     let route: Route | undefined
     let current: Generation
@@ -699,7 +760,10 @@ export const make = (
       if (g.nominating === id) g.nominating = undefined
     }
 
-    const connectedState = (g: Generation): State => g.gatheringComplete && g.remoteEnd ? "completed" : "connected"
+    /** The remote side is done: end-of-candidates came and no `.local` name is still being resolved. */
+    const remoteDone = (g: Generation) => g.remoteEnd && g.resolving.size === 0
+
+    const connectedState = (g: Generation): State => g.gatheringComplete && remoteDone(g) ? "completed" : "connected"
 
     const pairFailures = (g: Generation): Array<PairFailure> =>
       g.list.pairs.map((p) => ({
@@ -743,7 +807,7 @@ export const make = (
         wake()
         g.list = IceChecklist.updateState(g.list, {
           gatheringComplete: g.gatheringComplete,
-          remoteEndOfCandidates: g.remoteEnd
+          remoteEndOfCandidates: remoteDone(g)
         })
         const chosen = IceChecklist.selected(g.list)
         if (Option.isSome(chosen)) {
@@ -1179,9 +1243,86 @@ export const make = (
         g.locals.push(local)
         g.list = IceChecklist.addLocal(g.list, local)
         return Effect.zipRight(
-          emit({ _tag: "Candidate", candidate: local.candidate, ufrag: g.local.ufrag }),
+          Effect.flatMap(
+            signalled(local.candidate),
+            (candidate) => emit({ _tag: "Candidate", candidate, ufrag: g.local.ufrag })
+          ),
           refresh(g)
         )
+      })
+
+    /**
+     * The candidate as the peer is told of it: with mDNS publishing, a host candidate's address is its IP's
+     * `<uuid>.local` name (draft §3.1.1) and a server-reflexive or relayed one hides the host IP behind
+     * `raddr 0.0.0.0 rport 0`, as Chrome and Firefox write it.
+     */
+    const signalled = (candidate: IceCandidate.Candidate): Effect.Effect<IceCandidate.Candidate> => {
+      const mdns = options.mdns
+      if (mdns === undefined || mdns.publish !== true) return Effect.succeed(candidate)
+      if (candidate.type === "host") {
+        return Effect.map(mdns.service.register(candidate.address), (name) => ({ ...candidate, address: name }))
+      }
+      if (candidate.relatedAddress === undefined) return Effect.succeed(candidate)
+      return Effect.succeed({ ...candidate, relatedAddress: "0.0.0.0", relatedPort: 0 })
+    }
+
+    const dropMdns = (dropped: MdnsCandidateDropped): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        droppedCandidates.push(dropped)
+        return Effect.logInfo(`ICE agent: ${dropped.message}`)
+      })
+
+    /**
+     * Resolves a remote `.local` candidate (draft §3.2.1) in a fiber of the generation, one resolution per name (later
+     * candidates with the name wait on it), at most {@link maxConcurrentMdnsResolutions} at once; the candidate is
+     * then added with the IP (priority, foundation and type kept), or dropped with the resolver's reason. While any
+     * name is pending the checklist cannot fail for want of candidates (end-of-candidates waits for it).
+     */
+    const resolveRemote = (g: Generation, candidate: IceCandidate.Candidate): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const mdns = options.mdns
+        if (mdns === undefined) {
+          return dropMdns(
+            new MdnsCandidateDropped({
+              reason: "NoResolver",
+              name: candidate.address,
+              candidate: describeCandidate(candidate)
+            })
+          )
+        }
+        const name = candidate.address.toLowerCase()
+        const waiting = g.resolving.get(name)
+        if (waiting !== undefined) {
+          waiting.push(candidate)
+          return Effect.void
+        }
+        g.resolving.set(name, [candidate])
+        const settle = (ip: string | undefined, reason?: "Timeout" | "InvalidName") =>
+          Effect.gen(function*() {
+            const candidates = g.resolving.get(name) ?? []
+            g.resolving.delete(name)
+            for (const c of candidates) {
+              if (ip !== undefined) {
+                yield* addRemoteNow(g, { ...c, address: ip })
+              } else {
+                yield* dropMdns(
+                  new MdnsCandidateDropped({
+                    reason: reason ?? "Timeout",
+                    name: c.address,
+                    candidate: describeCandidate(c)
+                  })
+                )
+              }
+            }
+            yield* refresh(g)
+          })
+        const resolution = mdnsSlots.withPermits(1)(mdns.service.resolve(name)).pipe(
+          Effect.matchEffect({
+            onFailure: (error) => settle(undefined, error.reason),
+            onSuccess: (ip) => settle(ip)
+          })
+        )
+        return Effect.asVoid(Effect.forkIn(resolution, g.scope))
       })
 
     const newGeneration = (credentials: Credentials): Effect.Effect<Generation> =>
@@ -1202,6 +1343,7 @@ export const make = (
           locals: [],
           remotes: new Map(),
           pending: [],
+          resolving: new Map(),
           triggered: [],
           validOf: new Map(),
           validLocal: new Map(),
@@ -1247,9 +1389,7 @@ export const make = (
       Effect.suspend(() => {
         if (candidate.component !== component) return Effect.void
         if (candidate.transport === "tcp" ? !tcpEnabled : candidate.transport !== "udp") return Effect.void
-        if (IceCandidate.isMdns(candidate)) {
-          return Effect.logDebug(`ICE agent: mDNS candidate ${candidate.address} ignored (no resolver)`)
-        }
+        if (IceCandidate.isMdns(candidate)) return resolveRemote(g, candidate)
         const k = remoteKey(candidate.transport, candidate.address, candidate.port)
         if (g.remotes.has(k)) return Effect.void
         g.remotes.set(k, candidate)
@@ -1406,6 +1546,7 @@ export const make = (
       connected,
       failure: Effect.sync(() => Option.fromNullable(failure)),
       pairs: Effect.sync(() => current.list.pairs),
+      droppedCandidates: Effect.sync(() => droppedCandidates.slice()),
       send: (data) =>
         Effect.suspend((): Effect.Effect<void, NotConnected | ConsentExpired | Network.NetworkError> => {
           const r = route

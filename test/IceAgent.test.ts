@@ -26,6 +26,7 @@ import {
 } from "effect"
 import * as IceAgent from "../src/IceAgent.js"
 import * as IceCandidate from "../src/IceCandidate.js"
+import * as Mdns from "../src/Mdns.js"
 import * as Metrics from "../src/Metrics.js"
 import * as Network from "../src/Network.js"
 import * as NodeNetwork from "../src/NodeNetwork.js"
@@ -35,6 +36,7 @@ import * as StunMessage from "../src/StunMessage.js"
 import * as StunTransaction from "../src/StunTransaction.js"
 import type { SocketAddress } from "../src/TransportAddress.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
+import { capturedLines, captures } from "./fixtures/captured-candidates.js"
 
 const v4 = (ip: string, port: number): SocketAddress => ({ family: "IPv4", ip, port })
 const peerAddress = v4("192.0.2.20", 5000)
@@ -409,6 +411,73 @@ describe("IceAgent ICE-lite (RFC 8445 §2.5)", () => {
       assert.strictEqual(StunMessage.find(arrivals[0]!.message, "IceControlling")?.tieBreaker, 1000n)
       assert.isTrue(StunMessage.has(arrivals[1]!.message, "UseCandidate"))
     })))
+})
+
+/** A Chromium-captured mDNS host line (default host obfuscation). */
+const chromiumMdns = capturedLines.find((l) =>
+  captures[l.capture].browser === "Chromium" && l.expected.type === "host" && l.expected.transport === "udp" &&
+  IceCandidate.isMdns(l.expected)
+)!
+
+/** An mDNS engine that answers every name with `ip` after 10 ms (or fails as told), recording the names asked. */
+const stubMdns = (answer: string | Mdns.MdnsResolveError) => {
+  const asked: Array<string> = []
+  const service: Mdns.Service = {
+    register: () => Effect.die("not used"),
+    unregister: () => Effect.void,
+    resolve: (name) =>
+      Effect.zipRight(
+        Effect.sync(() => asked.push(name)),
+        Effect.zipRight(
+          Effect.sleep("10 millis"),
+          typeof answer === "string" ? Effect.succeed(answer) : Effect.fail(answer)
+        )
+      ),
+    registered: Effect.succeed(new Map()),
+    malformed: () => 0
+  }
+  return { service, asked }
+}
+
+describe("IceAgent mDNS candidates (draft-ietf-mmusic-mdns-ice-candidates §3.2.1)", () => {
+  it.effect("a Chromium-captured .local host line is accepted, resolved once per name, and paired with the IP", () =>
+    seeded(scoped(Effect.gen(function*() {
+      const line = IceCandidate.fromSdp(chromiumMdns.line)
+      assert.isTrue(Either.isRight(line))
+      const candidate = Either.getOrThrow(line)
+      assert.match(candidate.address, /\.local$/)
+      const { asked, service } = stubMdns("192.0.2.20")
+      const { agent } = yield* setup({ agent: { mdns: { service } } })
+      yield* agent.addRemoteCandidate(candidate)
+      yield* agent.addRemoteCandidate({ ...candidate, port: candidate.port + 1 })
+      yield* TestClock.adjust("1 millis")
+      assert.deepStrictEqual(asked, [candidate.address.toLowerCase()], "one resolution for both candidates")
+      const before = (yield* agent.pairs).map((p) => `${p.remote.address}:${p.remote.port}`)
+      assert.deepStrictEqual(before, ["192.0.2.20:5000"])
+      yield* TestClock.adjust("9 millis")
+      const remotes = (yield* agent.pairs).map((p) => p.remote)
+      const resolved = remotes.find((r) => r.port === candidate.port)
+      assert.deepStrictEqual(resolved, { ...candidate, address: "192.0.2.20" }, "priority, foundation, type kept")
+      assert.isDefined(remotes.find((r) => r.port === candidate.port + 1))
+      assert.deepStrictEqual(yield* agent.droppedCandidates, [])
+    }))))
+
+  it.effect("without an mDNS engine, or when the name does not resolve, the candidate is dropped with its reason", () =>
+    seeded(scoped(Effect.gen(function*() {
+      const candidate = Either.getOrThrow(IceCandidate.fromSdp(chromiumMdns.line))
+      const plain = yield* setup()
+      yield* plain.agent.addRemoteCandidate(candidate)
+      const [noResolver] = yield* plain.agent.droppedCandidates
+      assert.deepInclude(noResolver, { _tag: "MdnsCandidateDropped", reason: "NoResolver", name: candidate.address })
+      const failing = stubMdns(new Mdns.MdnsResolveError({ name: candidate.address, reason: "Timeout", queries: 2 }))
+      const withEngine = yield* setup({ agent: { mdns: { service: failing.service } } })
+      yield* withEngine.agent.addRemoteCandidate(candidate)
+      assert.deepStrictEqual(yield* withEngine.agent.droppedCandidates, [])
+      yield* TestClock.adjust("10 millis")
+      const dropped = yield* withEngine.agent.droppedCandidates
+      assert.deepStrictEqual(dropped.map((d) => [d.reason, d.name]), [["Timeout", candidate.address]])
+      assert.deepStrictEqual((yield* withEngine.agent.pairs).map((p) => p.remote.address), ["192.0.2.20"])
+    }))))
 })
 
 describe("IceAgent ICE-TCP on loopback (NodeNetwork)", () => {
