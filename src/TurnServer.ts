@@ -82,7 +82,9 @@
  *   "this network", loopback, RFC 1918 private, CGNAT (100.64/10), link-local, multicast, reserved and broadcast
  *   IPv4 ranges; IPv6 unspecified, loopback, unique-local (fc00::/7), link-local (fe80::/10), multicast (ff00::/8),
  *   IPv4-mapped and NAT64 (64:ff9b::/96) addresses; and the server's own addresses (listening, TLS, relay,
- *   external). `allowPeers` (CIDR list) lifts the default refusal (tests on loopback pass `["127.0.0.0/8"]`, as
+ *   external), except the relayed addresses of live allocations, so that two clients of this server can talk relay
+ *   to relay (a permission for the relay IP is granted; a ChannelBind must name a live relayed address, and every
+ *   datagram to the relay IP must be addressed to one, else it is dropped and counted "own-address"). `allowPeers` (CIDR list) lifts the default refusal (tests on loopback pass `["127.0.0.0/8"]`, as
  *   coturn needs `--allow-loopback-peers`); `denyPeers` (CIDR list) refuses more and wins over `allowPeers`. Whatever
  *   the lists say, a relayed socket never sends to one of the server's listening endpoints (no relay loops).
  * - Quotas: `userQuota` allocations per user (for REST users, the part after the first `:`) give 486, `totalQuota`
@@ -536,6 +538,7 @@ const dropReasons = [
   "amplification",
   "allocation-pending",
   "loop",
+  "own-address",
   "ignored",
   "framing-error",
   "internal-error",
@@ -723,6 +726,13 @@ interface State {
   readonly ownIps: Set<string>
   /** `ip|port` of every listening endpoint: never a relay destination. */
   readonly listeningEndpoints: Set<string>
+  /**
+   * The IPs of the server's relayed sockets as advertised (relay IPs, or external IPs in their place), and the
+   * advertised relayed addresses of live allocations: a peer on one of those IPs is allowed only at one of those
+   * addresses, so two clients of this server can talk relay to relay, but nothing else on the server is reachable.
+   */
+  readonly relayPeerIps: Set<string>
+  readonly relayedEndpoints: Set<string>
   readonly listeningIps: Set<string>
   /** Bytes per second per allocation; 0: unlimited. */
   readonly maxBytesPerSecond: number
@@ -1299,6 +1309,8 @@ const forget = (state: State, allocation: Allocation): void => {
   allocation.channelsByNumber.clear()
   allocation.channelsByPeer.clear()
   allocation.lastPeer = undefined
+  if (allocation.relayed !== undefined) state.relayedEndpoints.delete(peerKeyOf(allocation.relayed))
+  if (allocation.second !== undefined) state.relayedEndpoints.delete(peerKeyOf(allocation.second.relayed))
 }
 
 /** Takes the allocation's scope (so it is closed once): `undefined` when it has none or it was taken. */
@@ -1487,12 +1499,20 @@ const onPeerDatagram = (state: State, allocation: Allocation) => (data: Uint8Arr
   }
 }
 
-/** The peer policy: 403 unless this returns true. */
-const peerAllowed = (state: State, peer: SocketAddress): boolean => {
+/**
+ * The peer policy: 403 unless this returns true. `port` says whether the peer's port is known (ChannelBind) or not
+ * (CreatePermission: permissions are by IP, RFC 8656 §9). The server's own relayed addresses are allowed (relay to
+ * relay between two clients of this server) — for a ChannelBind only a live relayed address; every data packet to
+ * one of the server's IPs is checked again in `sendToPeer`.
+ */
+const peerAllowed = (state: State, peer: SocketAddress, port: boolean): boolean => {
   const bytes = TransportAddressModule.ipToBytes(peer.ip)
   if (Option.isNone(bytes)) return false
   if (anyContains(state.deny, bytes.value)) return false
   if (anyContains(state.allow, bytes.value)) return true
+  if (state.relayPeerIps.has(peer.ip)) {
+    return port ? state.relayedEndpoints.has(peerKeyOf(peer)) : true
+  }
   if (state.ownIps.has(peer.ip)) return false
   return !anyContains(state.defaultDeny, bytes.value)
 }
@@ -1506,6 +1526,7 @@ const hasFamily = (allocation: Allocation, family: Family): boolean =>
  */
 const sendToPeer = (state: State, allocation: Allocation, data: Uint8Array, peer: SocketAddress): void => {
   if (state.listeningIps.has(peer.ip) && state.listeningEndpoints.has(peerKeyOf(peer))) return drop("loop")
+  if (state.relayPeerIps.has(peer.ip) && !state.relayedEndpoints.has(peerKeyOf(peer))) return drop("own-address")
   const socket = peer.family === allocation.family ? allocation.socket : allocation.second?.socket
   if (socket === undefined) return drop("no-permission")
   if (!bandwidthAdmitted(state, allocation, data.length)) return
@@ -1733,6 +1754,8 @@ const handleAllocate = (
       }
       allocation.socket = socket
       allocation.relayed = relayedAddress
+      state.relayedEndpoints.add(peerKeyOf(relayedAddress))
+      if (allocation.second !== undefined) state.relayedEndpoints.add(peerKeyOf(allocation.second.relayed))
       yield* socket.setHandler(onPeerDatagram(state, allocation))
       allocation.allocateResponse = success(state, link, method, requestCopy, auth, [
         ...relayedAttributes,
@@ -1834,7 +1857,7 @@ const handleCreatePermission = (
     if (!hasFamily(allocation, peer.family)) {
       return failAuthenticated(state, link, message.method, request, auth, 443)
     }
-    if (!peerAllowed(state, peer)) return failAuthenticated(state, link, message.method, request, auth, 403)
+    if (!peerAllowed(state, peer, false)) return failAuthenticated(state, link, message.method, request, auth, 403)
   }
   const now = state.now()
   let fresh = 0
@@ -1877,7 +1900,7 @@ const handleChannelBind = (
     port: peerAttribute.address.port
   }
   if (!hasFamily(allocation, peer.family)) return failAuthenticated(state, link, message.method, request, auth, 443)
-  if (!peerAllowed(state, peer)) return failAuthenticated(state, link, message.method, request, auth, 403)
+  if (!peerAllowed(state, peer, true)) return failAuthenticated(state, link, message.method, request, auth, 403)
   const now = state.now()
   const peerKey = peerKeyOf(peer)
   // RFC 8656 §12: a number or a peer stays tied to its binding until 5 minutes after it expires.
@@ -2273,6 +2296,15 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
       defaultDeny,
       ownIps,
       listeningEndpoints: new Set(),
+      // A relay IP inside `allowPeers` is reachable at any port (the operator said so: tests on loopback).
+      relayPeerIps: new Set(
+        (["IPv4", "IPv6"] as const).flatMap((family) => {
+          const ip = externalIps[family] ?? relayIps[family]
+          const bytes = ip === undefined ? Option.none() : TransportAddressModule.ipToBytes(ip)
+          return ip === undefined || (Option.isSome(bytes) && anyContains(allow, bytes.value)) ? [] : [ip]
+        })
+      ),
+      relayedEndpoints: new Set(),
       listeningIps: new Set([...listen, ...(options.tls === undefined ? [] : tlsListen)].map((l) => l.ip)),
       maxBytesPerSecond: Math.max(0, Math.floor(options.maxBytesPerSecond ?? 0)),
       unauthenticatedRate: Math.max(

@@ -518,7 +518,7 @@ describe("TurnServer", () => {
         "0.0.0.0": 403,
         "100.64.0.1": 403,
         [serverIp]: 403,
-        [relayIp]: 403,
+        [relayIp]: 200, // the relay IP: only its live relayed addresses are reachable (see the relay-to-relay test)
         "203.0.113.200": 403, // denyPeers wins over allowPeers
         "10.1.2.3": 200, // allowPeers lifts the default refusal
         "203.0.113.5": 200,
@@ -536,6 +536,51 @@ describe("TurnServer", () => {
         ),
         403
       )
+    }))
+
+  it.scoped("two clients of this server talk relay to relay; no other port of the relay IP is reachable", () =>
+    Effect.gen(function*() {
+      const { clientHost, client2Host, serverHost } = yield* setup
+      yield* start(serverHost)
+      const a = yield* turnClient(clientHost)
+      const b = yield* turnClient(client2Host)
+      const { relayed: relayedA } = yield* allocate(a)
+      const { relayed: relayedB } = yield* allocate(b)
+      assert.strictEqual(relayedA.ip, relayIp)
+      yield* run(a.request(CreatePermission, [StunAttribute.xorPeerAddress(relayedB)]))
+      yield* run(b.request(CreatePermission, [StunAttribute.xorPeerAddress(relayedA)]))
+      // A ChannelBind names the port: a live relayed address is allowed, another port of the relay IP is not.
+      yield* run(
+        a.request(ChannelBind, [StunAttribute.channelNumber(0x4001), StunAttribute.xorPeerAddress(relayedB)])
+      )
+      const other = v4(relayIp, relayedB.port === 65000 ? 65001 : 65000)
+      assert.strictEqual(
+        yield* errorCodeOf(
+          run(a.request(ChannelBind, [StunAttribute.channelNumber(0x4002), StunAttribute.xorPeerAddress(other)]))
+        ),
+        403
+      )
+      // Data both ways through the two relayed sockets.
+      const hello = new TextEncoder().encode("relay to relay")
+      yield* a.client.send(server, TurnChannelData.encode(0x4001, hello))
+      yield* b.client.indication(server, {
+        method: Send,
+        attributes: [StunAttribute.xorPeerAddress(relayedA), StunAttribute.data(hello)]
+      })
+      // A Send indication to another port of the relay IP is dropped, and counted.
+      const ownAddress = yield* counter(Metrics.turnDrops, "reason", "own-address")
+      yield* a.client.indication(server, {
+        method: Send,
+        attributes: [StunAttribute.xorPeerAddress(other), StunAttribute.data(hello)]
+      })
+      yield* TestClock.adjust("100 millis")
+      assert.deepStrictEqual(b.data.map((d) => [d.kind, d.from, new TextDecoder().decode(d.data)]), [
+        ["data-indication", relayedA, "relay to relay"]
+      ])
+      assert.deepStrictEqual(a.data.map((d) => [d.kind, d.channel, new TextDecoder().decode(d.data)]), [
+        ["channel-data", 0x4001, "relay to relay"]
+      ])
+      assert.strictEqual((yield* counter(Metrics.turnDrops, "reason", "own-address")) - ownAddress, 1)
     }))
 
   it.scoped("even with the server's address allowed, a relay never sends to a listening endpoint (no loops)", () =>

@@ -68,13 +68,11 @@ describe("firewalls", () => {
 
   it.effect("UDP blocked at both sites: relay-relay, both allocations over TCP on one TURN server", () =>
     Effect.gen(function*() {
-      // The server must be let to relay to its own relayed addresses (198.51.100.9): its default peer policy refuses
-      // them (ChannelBind 403), which leaves two such peers without a path (reported with issue 7).
+      // The server relays between its own relayed addresses (198.51.100.9) by default: no allowPeers needed.
       const result = yield* run("UDP blocked at both sites", {
         a: { firewall: { blockUdp: true }, turnTransport: "tcp" },
         b: { firewall: { blockUdp: true }, turnTransport: "tcp" },
-        turn: true,
-        turnAllowPeers: ["198.51.100.9/32"]
+        turn: true
       })
       connected(result, { outcome: "relay", pair: "relay-relay", pairB: "relay-relay", ms: 1340, msB: 1320 })
       assert.deepStrictEqual(drops(result), { Blocked: 12 })
