@@ -6,6 +6,11 @@
  * filtering, restricted cone = EIM with address-dependent filtering, port-restricted cone = EIM with
  * address-and-port-dependent filtering, symmetric = address-and-port-dependent mapping and filtering.
  *
+ * `directPathLikely` predicts from two behaviours whether ICE finds a direct path with STUN only: endpoint-independent
+ * mapping with open or address filtering always does, with port filtering only toward another endpoint-independent
+ * mapping; otherwise one side must filter nothing, the other must not filter by port, and at least one must map
+ * address-dependently (address-and-port-dependent mapping on both sides never connects directly).
+ *
  * Pure data and functions: the simulator (`VirtualNetwork`) configures its NAT routers with these values, and
  * `NatDiscovery` reports what it measured in the same terms.
  *
@@ -216,18 +221,25 @@ const parseOne = (
 
 /**
  * Whether two peers behind NATs with these behaviours can usually reach each other directly using STUN only (no
- * relay), when each learns the other's server-reflexive address and both run ICE checks. Worked out per direction:
+ * relay), when each learns the other's server-reflexive address and both run ICE checks (RFC 8445, which accepts a
+ * check only when its response comes from the address the request was sent to and arrives at the address it left).
  *
- * 1. A's check to B's server-reflexive address arrives at the mapping B made toward the STUN server. It passes when
- *    B filters nothing (`endpoint-independent`), or when that mapping is the one B also uses toward A (B maps
- *    endpoint-independently) and B's filtering admits A's packet: by address (A's IP is the one B sent to), or by
- *    address and port when A's packet comes from the address B sent to (A maps endpoint-independently too).
- * 2. B then answers, and sends its own (triggered) check, toward the peer-reflexive address A's check came from.
- *    That reaches A when B's packets come from the address A sent to (B maps endpoint-independently) or A's
- *    filtering does not look at ports.
+ * - Endpoint-independent mapping with endpoint-independent or address-dependent filtering connects with anyone:
+ *   its server-reflexive address is the address it uses toward the peer too, and a peer's check to it is admitted
+ *   (filtering by address admits the peer's IP once it has sent toward it), so the peer learns a working pair.
+ * - Endpoint-independent mapping with address-and-port-dependent filtering connects only with another
+ *   endpoint-independent mapping: the peer's checks must come from the exact address it sends to, which a peer
+ *   that maps per destination never does.
+ * - Otherwise (neither side is a cone that works with everyone) one side must filter nothing
+ *   (`endpoint-independent` filtering) so that the other side's first check gets through at all; the other side
+ *   must not filter by port, since the answer and the triggered check come from a mapping it never sent to; and at
+ *   least one side must map address-dependently, so the pair keeps one mapping per peer IP. With
+ *   address-and-port-dependent mapping on both sides every response and triggered check leaves from a new mapping
+ *   (each new destination port makes one), so the peer learns yet another peer-reflexive address, and the
+ *   symmetric-address check of ICE always fails: such pairings need a relay.
  *
- * A direct path is likely when 1 and 2 hold in one direction or the other. This reproduces the classical table
- * (port-restricted × symmetric and symmetric × symmetric need a relay; every other cone pairing connects).
+ * This reproduces the classical table (port-restricted × symmetric and symmetric × symmetric need a relay; every
+ * other cone pairing connects) and the 9 × 9 mapping × filtering matrix the simulated ICE agents establish.
  *
  * @since 0.1.0
  * @category predicates
@@ -236,13 +248,17 @@ export const directPathLikely = (
   a: { readonly mapping: Mapping; readonly filtering: Filtering },
   b: { readonly mapping: Mapping; readonly filtering: Filtering }
 ): boolean => {
-  const reaches = (
+  const open = (x: { readonly mapping: Mapping; readonly filtering: Filtering }) =>
+    x.mapping === "endpoint-independent" && x.filtering !== "address-and-port-dependent"
+  if (open(a) || open(b)) return true
+  if (a.mapping === "endpoint-independent" || b.mapping === "endpoint-independent") {
+    // One side is EIM+APDF: direct only when the other maps endpoint-independently as well.
+    return a.mapping === "endpoint-independent" && b.mapping === "endpoint-independent"
+  }
+  const oneWay = (
     from: { readonly mapping: Mapping; readonly filtering: Filtering },
     to: { readonly mapping: Mapping; readonly filtering: Filtering }
-  ) =>
-    (to.filtering === "endpoint-independent" ||
-      (to.mapping === "endpoint-independent" &&
-        (to.filtering === "address-dependent" || from.mapping === "endpoint-independent"))) &&
-    (to.mapping === "endpoint-independent" || from.filtering !== "address-and-port-dependent")
-  return reaches(a, b) || reaches(b, a)
+  ) => to.filtering === "endpoint-independent" && from.filtering !== "address-and-port-dependent"
+  return (oneWay(a, b) || oneWay(b, a)) &&
+    (a.mapping === "address-dependent" || b.mapping === "address-dependent")
 }

@@ -2206,6 +2206,11 @@ export const layer = (host: Host): Layer.Layer<Network.Network> => Layer.succeed
  * so a simulation of minutes finishes in milliseconds. Bounded: fails with `VirtualTimeExceeded` after `limit` of
  * virtual time.
  *
+ * The `TestContext` is provided inside a fiber of its own, which is awaited (not joined, which would merge its
+ * fiber refs back): providing it in the caller's fiber leaks the `TestClock` into the caller's default services, so
+ * a later real sleep there would never wake. The caller's clock and services are untouched afterwards. Interrupting
+ * the caller interrupts the run; the run's failure, defect or interruption is the caller's.
+ *
  * @since 0.1.0
  * @category combinators
  */
@@ -2224,7 +2229,17 @@ export const runInVirtualTime = <A, E>(
     }
     yield* Fiber.interrupt(fiber)
     return yield* Effect.fail(new VirtualTimeExceeded({ limitMs: steps * Duration.toMillis(step) }))
-  }).pipe(Effect.provide(TestContext.TestContext))
+  }).pipe(
+    Effect.provide(TestContext.TestContext),
+    (run) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.forkDaemon(restore(run)), (fiber) =>
+          restore(Fiber.await(fiber)).pipe(
+            Effect.onInterrupt(() => Fiber.interrupt(fiber)),
+            Effect.flatten
+          ))
+      )
+  )
 
 /**
  * A virtual-time run did not finish within its limit.

@@ -72,4 +72,44 @@ describe("NatBehavior", () => {
     const adm = { mapping: "address-dependent", filtering: "endpoint-independent" } as const
     assert.isTrue(NatBehavior.directPathLikely(adm, adm))
   })
+
+  it("agrees with the 9 × 9 mapping × filtering matrix of test/sim/ice-matrix.test.ts, cell by cell", () => {
+    // Copied literally from `expected9` in test/sim/ice-matrix.test.ts (true = direct, false = relay), not computed.
+    // Rows (A) and columns (B) in the order EIM+EIF, EIM+ADF, EIM+APDF, ADM+EIF, ADM+ADF, ADM+APDF, APDM+EIF,
+    // APDM+ADF, APDM+APDF.
+    const expected: ReadonlyArray<ReadonlyArray<boolean>> = [
+      [true, true, true, true, true, true, true, true, true],
+      [true, true, true, true, true, true, true, true, true],
+      [true, true, true, false, false, false, false, false, false],
+      [true, true, false, true, true, false, true, true, false],
+      [true, true, false, true, false, false, true, false, false],
+      [true, true, false, false, false, false, false, false, false],
+      [true, true, false, true, true, false, false, false, false],
+      [true, true, false, true, false, false, false, false, false],
+      [true, true, false, false, false, false, false, false, false]
+    ]
+    const names = [
+      "EIM+EIF",
+      "EIM+ADF",
+      "EIM+APDF",
+      "ADM+EIF",
+      "ADM+ADF",
+      "ADM+APDF",
+      "APDM+EIF",
+      "APDM+ADF",
+      "APDM+APDF"
+    ]
+    const order = names.map((name) => NatBehavior.parsePair(name)!)
+    order.forEach((a, i) =>
+      order.forEach((b, j) => {
+        assert.strictEqual(NatBehavior.directPathLikely(a, b), expected[i]![j], `${names[i]} × ${names[j]}`)
+      })
+    )
+    // The two cells that used to be predicted direct: APDM on both sides never is.
+    const apdmEif = { mapping: "address-and-port-dependent", filtering: "endpoint-independent" } as const
+    const apdmAdf = { mapping: "address-and-port-dependent", filtering: "address-dependent" } as const
+    assert.isFalse(NatBehavior.directPathLikely(apdmEif, apdmEif))
+    assert.isFalse(NatBehavior.directPathLikely(apdmEif, apdmAdf))
+    assert.isFalse(NatBehavior.directPathLikely(apdmAdf, apdmEif))
+  })
 })

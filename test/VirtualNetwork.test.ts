@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
+import { Chunk, Clock, Deferred, Effect, Exit, Fiber, Option, Scope, Stream, TestClock } from "effect"
 import * as Network from "../src/Network.js"
 import type { SocketAddress, TransportAddress } from "../src/TransportAddress.js"
 import * as VirtualNetwork from "../src/VirtualNetwork.js"
@@ -714,5 +714,63 @@ describe("VirtualNetwork", () => {
         assert.deepStrictEqual((yield* one.stats).dropped, { ...noDrops, NoHost: 1 })
         assert.deepStrictEqual(yield* two.stats, { sent: 1, delivered: 1, dropped: noDrops, drops: [] })
       }))
+  })
+
+  describe("runInVirtualTime", () => {
+    it("leaves the caller's live clock in place afterwards, so a real sleep there still wakes", async () => {
+      const result = await Effect.runPromise(
+        Effect.gen(function*() {
+          const before = yield* Effect.clock
+          const virtual = yield* VirtualNetwork.runInVirtualTime(
+            Effect.as(Effect.sleep("10 minutes"), "slept"),
+            { step: "1 minute", limit: "1 hour" }
+          )
+          const after = yield* Effect.clock
+          const start = yield* Clock.currentTimeMillis
+          const woke = yield* Effect.sleep("5 millis").pipe(Effect.as(true), Effect.timeout("2 seconds"))
+          const elapsed = (yield* Clock.currentTimeMillis) - start
+          // The failure and interruption paths leave it in place too.
+          yield* Effect.flip(VirtualNetwork.runInVirtualTime(Effect.never, { step: "1 second", limit: "3 seconds" }))
+          yield* Effect.flip(VirtualNetwork.runInVirtualTime(Effect.fail("boom")))
+          const stillSame = (yield* Effect.clock) === before
+          return { virtual, same: after === before, woke, elapsed, stillSame }
+        })
+      )
+      assert.strictEqual(result.virtual, "slept")
+      assert.isTrue(result.same)
+      assert.isTrue(result.woke)
+      assert.isAtLeast(result.elapsed, 4)
+      assert.isTrue(result.stillSame)
+    })
+
+    it("keeps its errors and interruption", async () => {
+      const exceeded = await Effect.runPromise(
+        Effect.flip(VirtualNetwork.runInVirtualTime(Effect.never, { step: "1 second", limit: "10 seconds" }))
+      )
+      assert.deepStrictEqual([exceeded._tag, exceeded.limitMs], ["VirtualTimeExceeded", 10_000])
+      const failed = await Effect.runPromise(Effect.flip(VirtualNetwork.runInVirtualTime(Effect.fail("boom"))))
+      assert.strictEqual(failed, "boom")
+      // Interrupting the caller interrupts the virtual-time run, and its finalizers run.
+      const interrupted = await Effect.runPromise(
+        Effect.gen(function*() {
+          const started = yield* Deferred.make<void>()
+          const finalized = yield* Deferred.make<void>()
+          const fiber = yield* Effect.fork(
+            VirtualNetwork.runInVirtualTime(
+              Effect.zipRight(
+                Effect.addFinalizer(() => Deferred.succeed(finalized, undefined)),
+                Effect.zipRight(Deferred.succeed(started, undefined), Effect.never)
+              ),
+              { step: "1 millis", limit: "1 hour" }
+            )
+          )
+          yield* Deferred.await(started)
+          const exit = yield* Fiber.interrupt(fiber)
+          const done = yield* Deferred.await(finalized).pipe(Effect.as(true), Effect.timeout("2 seconds"))
+          return { interrupted: Exit.isInterrupted(exit), done }
+        })
+      )
+      assert.deepStrictEqual(interrupted, { interrupted: true, done: true })
+    })
   })
 })

@@ -203,7 +203,8 @@ const expected9: Record<string, ReadonlyArray<"direct" | "relay">> = {
  * Alice's time to connected (virtual ms), measured with these seeds. Direct pairs are nominated 1 s after the
  * first valid pair (host/host pairs stay in progress until they time out, so the nomination delay runs out):
  * 1170 ms when both map endpoint-independently, later when peer-reflexive rounds come first. Relay pairs come
- * later: the check to Bob's relayed address waits for Bob's permission. APDM+EIF on both sides is the slowest: every
+ * later: the check to Bob's relayed address waits for Bob's permission (the relay-to-relay pair, which the server
+ * allows between its own relayed addresses, succeeds first and shortens the wait in most relay cells). APDM+EIF on both sides is the slowest: every
  * triggered check there leaves from a fresh mapping that the other side learns as yet another prflx and checks
  * again, until each agent stops learning new ones (`IceAgent.maxPeerReflexive` per base) and the relay pairs get
  * their turn.
@@ -212,13 +213,13 @@ const expectedMs9: Record<string, ReadonlyArray<number>> = {
   // B:        EIM+EIF EIM+ADF EIM+APDF ADM+EIF ADM+ADF ADM+APDF APDM+EIF APDM+ADF APDM+APDF
   "EIM+EIF": [1170, 1170, 1170, 1220, 1220, 1220, 1220, 1220, 1220],
   "EIM+ADF": [1170, 1170, 1170, 1220, 1220, 1220, 1220, 1220, 1220],
-  "EIM+APDF": [1170, 1170, 1170, 1730, 1730, 1730, 1730, 1730, 1730],
-  "ADM+EIF": [1170, 1170, 1390, 1220, 1220, 1810, 1270, 1320, 1810],
-  "ADM+ADF": [1170, 1170, 1390, 1270, 1730, 1730, 1270, 1730, 1730],
-  "ADM+APDF": [1170, 1170, 1390, 1730, 1730, 1730, 1730, 1730, 1730],
-  "APDM+EIF": [1170, 1170, 1390, 1220, 1220, 1810, 2140, 1790, 1810],
-  "APDM+ADF": [1170, 1170, 1390, 1270, 1730, 1730, 1740, 1730, 1730],
-  "APDM+APDF": [1170, 1170, 1390, 1730, 1730, 1730, 1730, 1730, 1730]
+  "EIM+APDF": [1170, 1170, 1170, 1440, 1440, 1440, 1440, 1440, 1440],
+  "ADM+EIF": [1170, 1170, 1390, 1220, 1220, 1540, 1270, 1320, 1540],
+  "ADM+ADF": [1170, 1170, 1390, 1270, 1440, 1440, 1270, 1440, 1440],
+  "ADM+APDF": [1170, 1170, 1390, 1730, 1440, 1440, 1730, 1440, 1440],
+  "APDM+EIF": [1170, 1170, 1390, 1220, 1220, 1540, 1890, 1790, 1540],
+  "APDM+ADF": [1170, 1170, 1390, 1270, 1440, 1440, 1740, 1440, 1440],
+  "APDM+APDF": [1170, 1170, 1390, 1730, 1440, 1440, 1730, 1440, 1440]
 }
 
 /**
