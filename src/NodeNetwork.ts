@@ -485,11 +485,7 @@ const makeUdpSocket = (family: Family, runtime: Runtime.Runtime<never>, scope: S
   let inFlight: Set<(error: Network.NetworkError) => void> | undefined
   const handlers = {
     run(effect: Effect.Effect<void>): void {
-      if (closed) return
-      run ??= Runtime.runSync(runtime)(
-        Effect.flatMap(Scope.extend(FiberSet.make(), scope), (set) => FiberSet.runtime(set)<never>())
-      )
-      run(effect)
+      if (!closed && run !== undefined) run(effect)
     },
     sent(error: Error | null): void {
       if (error !== null) failures++
@@ -551,7 +547,19 @@ const makeUdpSocket = (family: Family, runtime: Runtime.Runtime<never>, scope: S
         local: { family, ip: canonicalOr(address.address), port: address.port, transport: "udp" },
         send: operations.send,
         unsafeSend: operations.unsafeSend,
-        setHandler: receiver.setHandler,
+        setHandler(next: Network.DatagramHandler): Effect.Effect<void> {
+          // The fibers for the handler's effects: made here, in an effect (never `run*` from a callback), with the
+          // socket's handler runtime and scope, once per socket.
+          const runner = run !== undefined ?
+            Effect.void :
+            Scope.extend(FiberSet.makeRuntime<never, void, never>(), scope).pipe(
+              Effect.provide(runtime),
+              Effect.map((fork) => {
+                run = fork
+              })
+            )
+          return Effect.zipRight(runner, receiver.setHandler(next))
+        },
         sendFailures: operations.sendFailures
       }
     }
