@@ -734,6 +734,8 @@ interface State {
   readonly relayPeerIps: Set<string>
   readonly relayedEndpoints: Set<string>
   readonly listeningIps: Set<string>
+  /** `listeningIps` and `relayPeerIps` together: the IPs whose datagrams `sendToPeer` checks further. */
+  readonly guardedIps: Set<string>
   /** Bytes per second per allocation; 0: unlimited. */
   readonly maxBytesPerSecond: number
   /** Unauthenticated answers per second per source IP; 0: unlimited. */
@@ -1525,8 +1527,12 @@ const hasFamily = (allocation: Allocation, family: Family): boolean =>
  * Sends from the relayed socket of the peer's family to the peer, never to one of the server's listening endpoints.
  */
 const sendToPeer = (state: State, allocation: Allocation, data: Uint8Array, peer: SocketAddress): void => {
-  if (state.listeningIps.has(peer.ip) && state.listeningEndpoints.has(peerKeyOf(peer))) return drop("loop")
-  if (state.relayPeerIps.has(peer.ip) && !state.relayedEndpoints.has(peerKeyOf(peer))) return drop("own-address")
+  // One Set lookup on the common path: only a datagram to one of the server's own IPs needs the endpoint checks.
+  if (state.guardedIps.has(peer.ip)) {
+    const key = peerKeyOf(peer)
+    if (state.listeningEndpoints.has(key)) return drop("loop")
+    if (state.relayPeerIps.has(peer.ip) && !state.relayedEndpoints.has(key)) return drop("own-address")
+  }
   const socket = peer.family === allocation.family ? allocation.socket : allocation.second?.socket
   if (socket === undefined) return drop("no-permission")
   if (!bandwidthAdmitted(state, allocation, data.length)) return
@@ -2305,6 +2311,7 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
         })
       ),
       relayedEndpoints: new Set(),
+      guardedIps: new Set(),
       listeningIps: new Set([...listen, ...(options.tls === undefined ? [] : tlsListen)].map((l) => l.ip)),
       maxBytesPerSecond: Math.max(0, Math.floor(options.maxBytesPerSecond ?? 0)),
       unauthenticatedRate: Math.max(
@@ -2333,6 +2340,7 @@ export const make = (options: Options): Effect.Effect<Service, Network.NetworkEr
       network,
       serverScope
     }
+    for (const ip of [...state.listeningIps, ...state.relayPeerIps]) state.guardedIps.add(ip)
     // Every allocation is released when the server stops (before the fibers are interrupted).
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
